@@ -1,0 +1,59 @@
+"""The ``engine`` command: one sub-command per job, each in the module that owns it.
+
+Each command module exposes ``add_commands(sub)`` which adds its parsers and sets
+``func`` (args -> exit code). Argument errors exit 2 (argparse's convention) before
+anything touches Kafka or the disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from engine.errors import EngineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at module level, so `engine --help` stays fast and one broken
+    # optional piece does not take the whole command down.
+    from engine import cli_platform
+    from engine.registry import cli as registry_cli
+
+    parser = argparse.ArgumentParser(
+        prog="engine",
+        description="Tangxia volunteer-police emergency-response engine (东莞义警 塘厦)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML or YAML config file; ENGINE_* environment variables override it",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cli_platform.add_commands(sub)
+    registry_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except EngineError as exc:
+        print(f"engine: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

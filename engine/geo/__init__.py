@@ -1,0 +1,1 @@
+"""Pure geometry: dispatch areas, great-circle distance, spatial indexes. No I/O."""

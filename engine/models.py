@@ -1,0 +1,288 @@
+"""Wire models: the JSON values on the Kafka topics of DESIGN.md §4.
+
+These field names are a public contract shared with other producers and consumers:
+add fields freely, never rename. Every record carries ``schema_version``; a reader
+refuses a version it does not know (the worker sends such records to ``deadletter``).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+"""The version this code writes. Readers accept exactly the versions in SUPPORTED_VERSIONS."""
+SUPPORTED_VERSIONS = frozenset({1})
+
+# Crockford-style alphabet without look-alikes (0/O, 1/I/L): ids are read out over radio
+# and typed back on a handset keypad.
+_ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def new_incident_id(now: datetime | None = None) -> str:
+    """A sortable, radio-friendly id: ``INC-YYYYMMDD-XXXXXX``.
+
+    The last four characters are what a volunteer replies with on SMS (``1 K7Q2``), so
+    they are random and free of look-alike characters.
+    """
+    at = now or utcnow()
+    tail = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
+    return f"INC-{at:%Y%m%d}-{tail}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IncidentType(StrEnum):
+    FIRE = "fire"
+    MEDICAL = "medical"
+    FIGHT = "fight"
+    THEFT = "theft"
+    TRAFFIC = "traffic"
+    MISSING_PERSON = "missing_person"
+    SUSPICIOUS = "suspicious"
+    FRAUD = "fraud"
+    FLOOD = "flood"
+    SCHOOL_GATE = "school_gate"
+    OTHER = "other"
+
+
+INCIDENT_TYPE_ZH: dict[IncidentType, str] = {
+    IncidentType.FIRE: "火情",
+    IncidentType.MEDICAL: "急救",
+    IncidentType.FIGHT: "打架",
+    IncidentType.THEFT: "盗窃",
+    IncidentType.TRAFFIC: "交通事故",
+    IncidentType.MISSING_PERSON: "寻人",
+    IncidentType.SUSPICIOUS: "可疑情况",
+    IncidentType.FRAUD: "诈骗",
+    IncidentType.FLOOD: "水浸",
+    IncidentType.SCHOOL_GATE: "校门警情",
+    IncidentType.OTHER: "其他",
+}
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    POC_GROUP = "poc_group"
+    POC_SINGLE = "poc_single"
+
+
+class AckKind(StrEnum):
+    DELIVERED = "delivered"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    ON_SCENE = "on_scene"
+
+
+class Lifecycle(StrEnum):
+    RAISED = "raised"
+    DISPATCHED = "dispatched"
+    ACKNOWLEDGED = "acknowledged"
+    ON_SCENE = "on_scene"
+    CLOSED = "closed"
+    ESCALATED = "escalated"
+    UNANSWERED = "unanswered"
+    CANCELLED = "cancelled"
+
+
+class Record(BaseModel):
+    """Base of every topic value: frozen, unknown fields kept, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", use_enum_values=False)
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v not in SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"unsupported schema_version {v}; this engine reads {sorted(SUPPORTED_VERSIONS)}"
+            )
+        return v
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+AwareDatetime = Annotated[datetime, Field(description="RFC 3339 timestamp with offset")]
+
+
+class Location(BaseModel):
+    """A WGS84 point in degrees (not GeoJSON order: named fields, lat first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lat: Latitude
+    lon: Longitude
+
+
+def _require_tz(v: datetime) -> datetime:
+    if v.tzinfo is None or v.utcoffset() is None:
+        raise ValueError("timestamp needs a UTC offset (RFC 3339), e.g. 2026-11-29T08:30:00+08:00")
+    return v
+
+
+class Incident(Record):
+    """Raised by an operator or a field report; key on ``incidents`` is the dispatch area."""
+
+    id: str = Field(default_factory=new_incident_id, min_length=1, max_length=64)
+    type: IncidentType
+    priority: Priority
+    location: Location
+    area: str | None = Field(default=None, description="dispatch area id, e.g. 'tangxia'")
+    address: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    reporter: str | None = Field(default=None, max_length=100)
+    raised_at: AwareDatetime = Field(default_factory=utcnow)
+
+    _tz = field_validator("raised_at")(_require_tz)
+
+
+class UnitStatus(Record):
+    """Availability and, for mobile units, position. Key: unit id (or radio id)."""
+
+    unit_id: str = Field(min_length=1)
+    available: bool | None = None
+    radio_online: bool | None = None
+    location: Location | None = None
+    reason: str | None = None
+    source: str | None = Field(default=None, description="operator, gateway, handset, ...")
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    _tz = field_validator("at")(_require_tz)
+
+
+class ZoneChoice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    distance_m: float = Field(ge=0)
+
+
+class Recipient(BaseModel):
+    """Someone called by a decision, and why (e.g. 'linked unit of zone K-012')."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    kind: str
+    reason: str
+    distance_m: float | None = Field(default=None, ge=0)
+    radio_id: str | None = None
+
+
+class Decision(Record):
+    incident_id: str
+    stage: int = Field(ge=0, description="0 for the first call-out, 1.. for escalations")
+    zone: ZoneChoice | None
+    units: list[ZoneChoice] = Field(default_factory=list)
+    recipients: list[Recipient] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+    ack_quorum: int = Field(ge=0)
+    ack_deadline: AwareDatetime
+    plan_version: str
+    decided_at: AwareDatetime
+
+    _tz = field_validator("ack_deadline", "decided_at")(_require_tz)
+
+
+class CallOut(Record):
+    """One per handset per call-out; the gateway never pages twice for one key."""
+
+    idempotency_key: str
+    incident_id: str
+    stage: int = Field(ge=0)
+    radio_id: str
+    channel: Channel
+    text: str = Field(min_length=1)
+    priority: Priority
+
+    @staticmethod
+    def key_for(incident_id: str, stage: int, radio_id: str) -> str:
+        return f"{incident_id}/{stage}/{radio_id}"
+
+
+class Ack(Record):
+    incident_id: str
+    radio_id: str
+    kind: AckKind
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    _tz = field_validator("at")(_require_tz)
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    at: AwareDatetime
+    state: Lifecycle
+    who: str
+    what: str
+
+
+class IncidentState(Record):
+    """The live board's row for one incident (compacted topic, key = incident id)."""
+
+    incident_id: str
+    state: Lifecycle
+    incident: Incident
+    stage: int = Field(default=0, ge=0)
+    zone_id: str | None = None
+    acks: list[Ack] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    updated_at: AwareDatetime
+
+
+class DeadLetter(Record):
+    """A record that could not be used, kept whole so nothing is lost."""
+
+    original_b64: str = Field(description="the original value bytes, base64")
+    original_key_b64: str | None = None
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    error: str
+    reason: Literal[
+        "not_json", "invalid", "unsupported_version", "out_of_area", "duplicate", "other"
+    ] = "invalid"
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def for_bytes(cls, value: bytes | None, *, topic: str, error: str, **kw: object) -> DeadLetter:
+        return cls.model_validate(
+            {
+                "original_b64": base64.b64encode(value or b"").decode("ascii"),
+                "topic": topic,
+                "error": error,
+                **kw,
+            }
+        )
+
+
+TOPIC_MODELS: dict[str, type[Record]] = {
+    "incidents": Incident,
+    "unit-status": UnitStatus,
+    "decisions": Decision,
+    "callouts": CallOut,
+    "acks": Ack,
+    "incident-state": IncidentState,
+    "deadletter": DeadLetter,
+}
+"""Logical topic name (DESIGN.md §4) to the model of its values."""

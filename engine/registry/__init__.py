@@ -1,0 +1,1 @@
+"""Responders registry: zones, units, volunteers, radios (issue 3)."""
