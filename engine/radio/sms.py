@@ -1,0 +1,148 @@
+"""SMS in text mode with UCS2 (TS 27.005 §3): init, AT+CMGS, +CMGS and +CMT parsing.
+
+With ``AT+CSCS="UCS2"`` every string parameter and the message text travel as UCS2
+hex, the destination number included. ``AT+CSMP=17,167,0,8`` sets data coding 8 (UCS2)
+so the network gets 16-bit text: 70 code units per single message.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from engine.radio import ucs2
+from engine.radio.at_commands import CTRL_Z, Command
+from engine.radio.at_events import Urc
+from engine.radio.errors import MessageFormatError
+
+SINGLE_SMS_UNITS = 70
+SEND_TIMEOUT = 60.0  # TS 27.005 allows minutes; real modems answer within ~10 s
+
+# Settings a modem forgets when it restarts; replayed in order after every restart.
+SMS_INIT_LINES: tuple[str, ...] = (
+    "ATE0",
+    "AT+CMEE=1",
+    "AT+CMGF=1",
+    'AT+CSCS="UCS2"',
+    "AT+CSMP=17,167,0,8",
+    "AT+CNMI=2,2,0,0,0",
+)
+
+
+def init_commands(timeout: float = 5.0) -> tuple[Command, ...]:
+    return tuple(Command(line, timeout=timeout, label=f"init {line}") for line in SMS_INIT_LINES)
+
+
+def send_command(number: str, text: str, timeout: float = SEND_TIMEOUT) -> Command:
+    """``AT+CMGS="<number, UCS2 hex>"``, then after ``> `` the text in UCS2 hex and Ctrl-Z."""
+    if ucs2.units(text) > SINGLE_SMS_UNITS:
+        raise ValueError(f"one SMS holds {SINGLE_SMS_UNITS} UCS2 units; use split_text first")
+    if not _NUMBER.fullmatch(number):
+        raise ValueError(f"not a phone number: {number!r}")
+    return Command(
+        f'AT+CMGS="{ucs2.encode(number)}"',
+        timeout=timeout,
+        payload=ucs2.encode(text).encode("ascii") + CTRL_Z,
+        label=f"CMGS {number}",
+    )
+
+
+def parse_message_reference(lines: tuple[str, ...]) -> int:
+    """The ``<mr>`` of ``+CMGS: <mr>`` among a completed AT+CMGS's lines."""
+    for line in lines:
+        if line.startswith("+CMGS:"):
+            value = line[len("+CMGS:") :].split(",")[0].strip()
+            if value.isdigit():
+                return int(value)
+    raise MessageFormatError(f"no +CMGS: <mr> in {lines!r}")
+
+
+def split_text(text: str, limit: int = SINGLE_SMS_UNITS) -> list[str]:
+    """One message if it fits, else parts prefixed ``(i/n)``, each within ``limit`` units.
+
+    The prefix counts against the limit. Surrogate pairs are never cut, and a part ends
+    after a space when one falls in its second half so words stay whole. Joining the
+    parts without their prefixes gives back ``text``.
+    """
+    if ucs2.units(text) <= limit:
+        return [text]
+    n = 2
+    while True:
+        budget = limit - ucs2.units(f"({n}/{n})")
+        if budget < 2:  # room for at least one surrogate pair
+            raise ValueError(f"limit {limit} leaves no room for text after the part prefix")
+        bodies = _pack(text, budget)
+        if len(bodies) <= n and len(str(len(bodies))) == len(str(n)):
+            total = len(bodies)
+            return [f"({i}/{total}){body}" for i, body in enumerate(bodies, 1)]
+        n = len(bodies)
+
+
+def _pack(text: str, budget: int) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    while start < len(text):
+        used = 0
+        end = start
+        while end < len(text) and used + ucs2.units(text[end]) <= budget:
+            used += ucs2.units(text[end])
+            end += 1
+        if end < len(text):
+            space = text.rfind(" ", start, end)
+            if space >= start + (end - start) // 2:
+                end = space + 1
+        parts.append(text[start:end])
+        start = end
+    return parts
+
+
+@dataclass(frozen=True)
+class IncomingSms:
+    sender: str
+    text: str
+    sent_at: datetime | None
+
+
+def parse_incoming(urc: Urc) -> IncomingSms:
+    """``+CMT: "<oa>",[<alpha>],"<scts>"[,...]`` plus its text line, both maybe UCS2."""
+    if urc.name != "+CMT" or urc.body is None:
+        raise MessageFormatError(f"not a +CMT with text: {urc.line!r}")
+    fields = next(csv.reader([urc.line[len("+CMT:") :].strip()], skipinitialspace=True))
+    if not fields or not fields[0]:
+        raise MessageFormatError(f"+CMT without sender: {urc.line!r}")
+    sender = _maybe_ucs2(fields[0])
+    if not _NUMBER.fullmatch(sender):
+        raise MessageFormatError(f"+CMT sender is not a number: {sender!r}")
+    sent_at = parse_timestamp(fields[2]) if len(fields) > 2 else None
+    return IncomingSms(sender, _maybe_ucs2(urc.body), sent_at)
+
+
+def parse_timestamp(scts: str) -> datetime | None:
+    """``yy/MM/dd,hh:mm:ss±zz`` with ``zz`` in quarter hours; None when malformed."""
+    m = _SCTS.fullmatch(scts.strip())
+    if not m:
+        return None
+    yy, mo, dd, hh, mi, ss, sign, qh = m.groups()
+    offset = timedelta(minutes=15 * int(qh)) * (-1 if sign == "-" else 1)
+    try:
+        return datetime(
+            2000 + int(yy), int(mo), int(dd), int(hh), int(mi), int(ss), tzinfo=timezone(offset)
+        )
+    except ValueError:
+        return None
+
+
+def _maybe_ucs2(text: str) -> str:
+    # In UCS2 mode everything is hex; a modem left in GSM mode sends plain text.
+    if ucs2.looks_like_ucs2(text):
+        try:
+            return ucs2.decode(text)
+        except MessageFormatError:
+            return text
+    return text
+
+
+_NUMBER = re.compile(r"\+?[0-9*#]{3,20}")
+_SCTS = re.compile(r"(\d\d)/(\d\d)/(\d\d),(\d\d):(\d\d):(\d\d)([+-])(\d\d)")
