@@ -63,6 +63,7 @@ class AtConnection:
         self._urc_body: list[str] = []
         self._silent_probes = 0
         self._link_down = False
+        self._connected = False  # nothing is written before connection_made
 
     # -- inspection ---------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class AtConnection:
 
     def connection_made(self, now: float) -> None:
         """A (new) port is open: start over with the init sequence, keep the queue."""
+        self._connected = True
         self._requeue_init()
         self._start_next(now)
 
@@ -106,6 +108,8 @@ class AtConnection:
         events: list[AtEvent] = []
         self._abort_current("port lost", events)
         self._to(Trigger.LINK_LOST)
+        self._connected = False
+        self._silent_probes = 0
         self._framer.clear()
         self._outbox.clear()
         self._deadline = None
@@ -160,7 +164,7 @@ class AtConnection:
         self._state = next_state(self._state, trigger)
 
     def _start_next(self, now: float) -> None:
-        if self._state is not State.IDLE or not self._queue:
+        if not self._connected or self._state is not State.IDLE or not self._queue:
             return
         command = self._queue.popleft()
         self._current = command
