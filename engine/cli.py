@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.verbose == 0:
+        # aiokafka logs every refused connection at ERROR while we retry; the command
+        # reports the outcome itself in one line.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         code: int = args.func(args)
     except EngineError as exc:

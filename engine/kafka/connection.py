@@ -1,0 +1,104 @@
+"""aiokafka client arguments from :class:`engine.config.Settings`, and a broker probe.
+
+aiokafka and OS errors are mapped to :class:`engine.errors.KafkaUnavailable` here so
+commands report one clear message ("no Kafka at 127.0.0.1:9092 ...").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.admin import ApiVersionRequest
+
+from engine.config import Settings
+from engine.errors import KafkaUnavailable
+
+FETCH_API_KEY = 1
+
+
+def client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection and security arguments shared by producers, consumers and admin."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "client_id": settings.kafka_client_id,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        cafile = str(settings.kafka_ca_file) if settings.kafka_ca_file else None
+        kw["ssl_context"] = create_ssl_context(cafile=cafile)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kw["sasl_plain_username"] = settings.kafka_sasl_username
+        password = settings.kafka_sasl_password
+        kw["sasl_plain_password"] = password.get_secret_value() if password else None
+    return kw
+
+
+def producer_kwargs(settings: Settings) -> dict[str, Any]:
+    """At-least-once with no duplicates from retries: acks=all plus idempotence."""
+    return {
+        **client_kwargs(settings),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """What a cluster told us about itself over the wire."""
+
+    brokers: tuple[str, ...]
+    api_versions: dict[int, tuple[int, int]]
+
+    @property
+    def protocol_generation(self) -> str:
+        """'4.x' when the broker has dropped Fetch v0-v3 (KIP-896, Apache Kafka 4.0),
+        else 'pre-4'. The wire carries no release number; this is the observable mark.
+        (Produce v0-v2 were kept in 4.0 for old librdkafka clients, so Fetch it is.)"""
+        min_fetch = self.api_versions.get(FETCH_API_KEY, (0, 0))[0]
+        return "4.x" if min_fetch >= 4 else "pre-4"
+
+
+async def probe(settings: Settings, timeout_s: float = 5.0) -> BrokerInfo:
+    """A metadata request and an ApiVersions request: proof a broker really answers."""
+    client = AIOKafkaClient(**client_kwargs(settings), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.bootstrap()
+            brokers = client.cluster.brokers()
+            if not brokers:
+                raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap} lists no brokers")
+            node = min(b.nodeId for b in brokers)
+            response = await client.send(node, ApiVersionRequest())
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise KafkaUnavailable(
+            f"no Kafka answers at {settings.kafka_bootstrap}: {exc or type(exc).__name__} "
+            "(start one with `engine broker start`, or set ENGINE_KAFKA_BOOTSTRAP)"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+    versions = {k: (lo, hi) for k, lo, hi in response.api_versions}
+    names = tuple(sorted(f"{b.host}:{b.port}" for b in brokers))
+    return BrokerInfo(brokers=names, api_versions=versions)
+
+
+async def partitions_of(settings: Settings, topic: str) -> set[int]:
+    """Partition ids of ``topic`` (empty when it does not exist)."""
+    client = AIOKafkaClient(**client_kwargs(settings))
+    try:
+        await client.bootstrap()
+        cluster = await client.fetch_all_metadata()
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnavailable(f"no Kafka answers at {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+    return set(cluster.partitions_for_topic(topic) or ())
