@@ -15,7 +15,7 @@ from engine.config import Settings, load_settings
 from engine.errors import UsageError
 from engine.models import Incident, IncidentType, Priority
 
-Sub = argparse._SubParsersAction  # type: ignore[type-arg]
+Sub = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -102,9 +102,7 @@ def cmd_raise(args: argparse.Namespace) -> int:
     try:
         incident = Incident.model_validate(fields)
     except ValidationError as exc:
-        lines = [
-            f"--{'.'.join(str(p) for p in e['loc'][-1:])}: {e['msg']}" for e in exc.errors()
-        ]
+        lines = [f"--{'.'.join(str(p) for p in e['loc'][-1:])}: {e['msg']}" for e in exc.errors()]
         raise UsageError("invalid incident:\n  " + "\n  ".join(lines)) from exc
     incident = with_area(incident)
     settings = _settings(args)  # after validation: bad arguments never reach Kafka

@@ -63,7 +63,5 @@ def kafka_settings(kafka: SessionBroker, tmp_path: Path) -> Settings:
 def _no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    leaked = [
-        t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
-    ]
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     assert not leaked, f"test left threads running: {leaked}"

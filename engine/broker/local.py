@@ -208,9 +208,10 @@ class LocalBroker:
             self._terminate(proc.pid)
             self.pid_file.unlink(missing_ok=True)
             raise
+        fetched = "fetched now" if jars.fetched_now else "cached"
         return True, (
-            f"Apache Kafka {version} ({jars.source} jars{', fetched now' if jars.fetched_now else ', cached'})"
-            f" started (pid {proc.pid}) at {self.bootstrap}; wire protocol {info.protocol_generation}"
+            f"Apache Kafka {version} ({jars.source} jars, {fetched}) started (pid {proc.pid})"
+            f" at {self.bootstrap}; wire protocol {info.protocol_generation}"
         )
 
     def _format(self, base: list[str], props: Path) -> None:

@@ -58,9 +58,7 @@ async def produce_incidents(
         for incident in incidents:
             assert incident.area is not None, "call with_area() first"
             futures.append(
-                await p.send(
-                    topic, incident.to_json_bytes(), key=incident.area.encode("utf-8")
-                )
+                await p.send(topic, incident.to_json_bytes(), key=incident.area.encode("utf-8"))
             )
         try:
             return [await f for f in futures]

@@ -50,9 +50,7 @@ async def tail(
     partitions = await partitions_of(settings, topic)
     if not partitions:
         raise UsageError(f"topic {topic!r} does not exist (run `engine topics ensure`)")
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings), group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
     try:
         await consumer.start()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

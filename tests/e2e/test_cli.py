@@ -14,7 +14,9 @@ from engine.config import Settings
 pytestmark = pytest.mark.e2e
 
 
-def _engine(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _engine(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "ENGINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -68,9 +70,7 @@ def test_bad_arguments_exit_2_and_produce_nothing(
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
-    tailed = _engine(
-        kafka_settings, "tail", "incidents", "--from-beginning", "--idle-timeout", "2"
-    )
+    tailed = _engine(kafka_settings, "tail", "incidents", "--from-beginning", "--idle-timeout", "2")
     assert tailed.returncode == 0, tailed.stderr
     assert tailed.stdout == ""
 

@@ -45,7 +45,8 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
     try:
         first = engine("start")
         assert first.returncode == 0, first.stderr
-        assert "Apache Kafka 4." in first.stdout and "started" in first.stdout
+        assert "Apache Kafka 4." in first.stdout
+        assert "started" in first.stdout
         assert len(_java_pids_of(tmp_path)) == 1
 
         second = engine("start")
@@ -55,7 +56,8 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
 
         status = engine("status")
         assert status.returncode == 0
-        assert "running:   yes" in status.stdout and "answers:   yes" in status.stdout
+        assert "running:   yes" in status.stdout
+        assert "answers:   yes" in status.stdout
         assert "Apache Kafka 4." in status.stdout
         assert f"127.0.0.1:{env['ENGINE_BROKER_PORT']}" in status.stdout
     finally:
@@ -67,4 +69,5 @@ def test_start_twice_status_stop_leaves_no_process(tmp_path: Path) -> None:
     after_sigterm = log.split("Terminating process due to signal SIGTERM")[-1]
     assert "Request Handler on Controller 1] shut down completely" in after_sigterm
     after = engine("status")
-    assert after.returncode == 3 and "running:   no" in after.stdout
+    assert after.returncode == 3
+    assert "running:   no" in after.stdout

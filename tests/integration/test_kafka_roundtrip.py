@@ -28,7 +28,9 @@ async def _read_all(settings: Settings, logical: str, n: int) -> list[dict[str, 
     ]  # fmt: skip
 
 
-def test_incident_round_trip_through_kafka_4(kafka: SessionBroker, kafka_settings: Settings) -> None:
+def test_incident_round_trip_through_kafka_4(
+    kafka: SessionBroker, kafka_settings: Settings
+) -> None:
     info = asyncio.run(probe(kafka_settings))
     assert info.protocol_generation == "4.x", info.api_versions.get(1)
     if kafka.version is not None:  # known for the local broker and the docker image
@@ -72,13 +74,15 @@ def test_one_area_lands_on_one_partition(kafka_settings: Settings) -> None:
 
 def test_topics_ensure_is_idempotent_and_reports_drift(kafka_settings: Settings) -> None:
     again = asyncio.run(ensure_topics(kafka_settings))
-    assert again.created == [] and again.mismatched == {}
+    assert again.created == []
+    assert again.mismatched == {}
     assert len(again.unchanged) == 7
 
     assert asyncio.run(partitions_of(kafka_settings, kafka_settings.topic("incidents"))) == {0, 1}
     drifted = kafka_settings.model_copy(update={"partitions": 4, "retention_days": 60})
     report = asyncio.run(ensure_topics(drifted))
-    assert not report.ok and report.created == []
+    assert not report.ok
+    assert report.created == []
     assert "partitions 2, configured 4" in report.mismatched[kafka_settings.topic("incidents")]
     # nothing was altered
     assert asyncio.run(partitions_of(kafka_settings, kafka_settings.topic("incidents"))) == {0, 1}

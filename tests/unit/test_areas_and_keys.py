@@ -41,7 +41,8 @@ def test_out_of_area_and_unknown_area_are_refused() -> None:
 def test_inside_outline_implies_inside_bbox(lon: float, lat: float) -> None:
     min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
     if point_in_polygon(lon, lat, TANGXIA.outline):
-        assert min_lat <= lat <= max_lat and min_lon <= lon <= max_lon
+        assert min_lat <= lat <= max_lat
+        assert min_lon <= lon <= max_lon
 
 
 def test_point_in_polygon_square() -> None:
@@ -53,6 +54,7 @@ def test_point_in_polygon_square() -> None:
 def test_tail_shows_non_json_values_in_base64() -> None:
     rec = record_to_json("incidents", 0, 7, b"tangxia", b"\xff\xfe", 0)
     assert rec["value"] == {"_raw_b64": "//4="}
-    assert rec["key"] == "tangxia" and rec["offset"] == 7
-    rec = record_to_json("incidents", 0, 8, None, "{\"a\": \"火\"}".encode(), 0)
+    assert rec["key"] == "tangxia"
+    assert rec["offset"] == 7
+    rec = record_to_json("incidents", 0, 8, None, '{"a": "火"}'.encode(), 0)
     assert rec["value"] == {"a": "火"}

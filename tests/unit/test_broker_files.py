@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 
 def _props(tmp_path: Path) -> dict[str, str]:
-    broker = LocalBroker(Settings(data_dir=tmp_path, broker_port=19092, broker_controller_port=19093))
+    broker = LocalBroker(
+        Settings(data_dir=tmp_path, broker_port=19092, broker_controller_port=19093)
+    )
     lines = broker.server_properties().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
@@ -33,7 +35,8 @@ def test_pom_fetches_kafka_4_and_a_log4j2_binding() -> None:
     assert "<packaging>pom</packaging>" in text
     assert "<artifactId>kafka_2.13</artifactId>" in text
     assert "<kafka.version>4." in text
-    assert "log4j-slf4j2-impl" in text and "log4j-core" in text
+    assert "log4j-slf4j2-impl" in text
+    assert "log4j-core" in text
 
 
 def test_without_maven_or_kafka_home_says_what_to_install(
@@ -45,9 +48,11 @@ def test_without_maven_or_kafka_home_says_what_to_install(
         resolve_jars(tmp_path / "cache")
 
 
-def test_kafka_home_without_jars_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kafka_home_without_jars_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_HOME", str(tmp_path))
-    with pytest.raises(BrokerError, match="has no libs/kafka_2.13"):
+    with pytest.raises(BrokerError, match=r"has no libs/kafka_2\.13"):
         resolve_jars()
 
 

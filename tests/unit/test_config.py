@@ -38,7 +38,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_match_design() -> None:
     s = load_settings()
     assert s.kafka_bootstrap == "127.0.0.1:9092"
-    assert s.broker_port == 9092 and s.broker_controller_port == 9093
+    assert s.broker_port == 9092
+    assert s.broker_controller_port == 9093
     assert s.metrics_port == 9101
     assert [s.topic(t) for t in LOGICAL_TOPICS] == list(LOGICAL_TOPICS)
 

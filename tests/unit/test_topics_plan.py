@@ -50,7 +50,8 @@ def test_different_settings_are_reported_not_accepted() -> None:
     existing = _as_existing(s)
     existing["incidents"] = ExistingTopic("incidents", 3, 1, {"cleanup.policy": "compact"})
     to_create, unchanged, mismatched = compare(wanted_topics(s), existing)
-    assert to_create == [] and "incidents" not in unchanged
+    assert to_create == []
+    assert "incidents" not in unchanged
     diffs = mismatched["incidents"]
     assert "partitions 3, configured 6" in diffs
     assert "cleanup.policy=compact, configured delete" in diffs
