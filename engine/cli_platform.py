@@ -15,9 +15,6 @@ from engine.config import Settings, load_settings
 from engine.errors import UsageError
 from engine.models import Incident, IncidentType, Priority
 
-Sub = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
@@ -155,7 +152,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Sub) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="show the effective configuration (secrets masked)")
     p_sub = p.add_subparsers(dest="action", required=True)
     p_sub.add_parser("show").set_defaults(func=cmd_config_show)

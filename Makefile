@@ -1,0 +1,67 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+# Needs: python3 (>= 3.11), a JDK 17+ and Maven (the broker jars come from Maven Central).
+
+PYTHON ?= python3
+VENV   := .venv
+ENGINE := $(VENV)/bin/engine
+STAMP  := $(VENV)/.installed
+
+# `make test` runs its own broker on other ports and data, so a demo broker on 9092
+# can keep running beside it.
+TEST_ENV := ENGINE_DATA_DIR=$(CURDIR)/.engine/test ENGINE_BROKER_PORT=19092 \
+	ENGINE_BROKER_CONTROLLER_PORT=19093 ENGINE_KAFKA_BOOTSTRAP=127.0.0.1:19092
+
+.PHONY: all venv demo test lint broker-start broker-stop topics schemas clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+broker-start: venv
+	$(ENGINE) broker start
+
+broker-stop: venv
+	$(ENGINE) broker stop
+
+topics: broker-start
+	$(ENGINE) topics ensure
+
+# The main job on the embedded default: local Kafka, the Tangxia sample data.
+# Raises sample incidents and shows them coming back out of Kafka. The broker keeps
+# running afterwards (`.venv/bin/engine broker stop` stops it).
+demo: topics
+	@echo "--- raising sample incidents (东莞塘厦) ---"
+	$(ENGINE) raise --type fire --priority P1 --lat 22.8031 --lon 114.0842 \
+		--address "塘厦镇林村新围路12号" --description "三楼民房冒烟"
+	$(ENGINE) raise --type fight --priority P2 --lat 22.7935 --lon 114.0611 \
+		--address "塘厦镇花园街商铺门口" --description "两人斗殴"
+	$(ENGINE) raise --type missing_person --priority P1 --lat 22.8190 --lon 114.1052 \
+		--address "塘厦镇石潭埔小学校门" --description "7岁男孩走失"
+	@echo "--- the incidents topic, read back from Kafka ---"
+	$(ENGINE) tail incidents --from-beginning --idle-timeout 3
+
+test: venv
+	@set -e; export $(TEST_ENV); \
+	$(ENGINE) broker start; \
+	trap '$(ENGINE) broker stop' EXIT; \
+	$(ENGINE) topics ensure; \
+	$(VENV)/bin/python -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check engine tests bench
+	$(VENV)/bin/ruff format --check engine tests bench
+	$(VENV)/bin/mypy
+
+schemas: venv
+	$(ENGINE) schemas export
+
+clean:
+	-$(ENGINE) broker stop
+	-@export $(TEST_ENV); $(ENGINE) broker stop
+	rm -rf .engine
