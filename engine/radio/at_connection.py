@@ -129,6 +129,8 @@ class AtConnection:
                 events.append(Noise(token.noise))
             else:
                 self._on_line(token, now, events)
+            # Start the next command before reading on: what follows may be its prompt.
+            self._start_next(now)
         self._start_next(now)
         return events
 

@@ -158,14 +158,28 @@ class ModemSimulator:
     def inject_noise(self, data: bytes) -> None:
         self._outbox += data
 
-    def reboot(self, now: float, *, banner: bool = True) -> None:
-        """Restart: settings forgotten, deaf for ``boot_time``, then ``RDY`` (if ``banner``)."""
+    @property
+    def charset(self) -> str:
+        return self._settings.charset
+
+    @property
+    def delivers_sms(self) -> bool:
+        """AT+CNMI=2,2 is in force: replies go straight to the serial line."""
+        return self._settings.cnmi_direct
+
+    def reset(self) -> None:
+        """Power lost: settings, half-typed input and pending output are gone."""
         self._settings = _Settings()
         self._inbuf.clear()
+        self._outbox.clear()
         self._text_for = None
         self._drop = 0
         self._due = [d for d in self._due if d.handset]
         heapq.heapify(self._due)
+
+    def reboot(self, now: float, *, banner: bool = True) -> None:
+        """Restart: settings forgotten, deaf for ``boot_time``, then ``RDY`` (if ``banner``)."""
+        self.reset()
         self._booting_until = now + self.boot_time
 
         def booted(_now: float) -> None:
@@ -311,6 +325,9 @@ class _Host:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
+        # Called with each command line as it arrives, before any answer is written:
+        # lets a test pull the plug at an exact point of a conversation.
+        self.on_command: Callable[[str], None] | None = None
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -334,7 +351,12 @@ class _Host:
         await self._close()
 
     def _feed(self, data: bytes) -> None:
+        seen = len(self.modem.commands)
         self.modem.feed(data, self._loop.time())
+        hook = self.on_command
+        if hook is not None:
+            for line in self.modem.commands[seen:]:
+                hook(line)
         self._poke()
 
     def _poke(self) -> None:
@@ -427,8 +449,10 @@ class PtyModem(_Host):
         return self._master is not None
 
     def unplug(self) -> None:
-        """The device vanishes: the client's reads fail, the path disappears."""
+        """The device vanishes (and loses power): reads fail, the path disappears."""
+        self.modem.reset()
         self._close_pty()
+        self._poke()
 
     def replug(self) -> None:
         if self._master is None:
