@@ -12,7 +12,7 @@ from engine.radio.errors import MessageFormatError
 
 
 def encode(text: str) -> str:
-    """``"塘厦"`` -> ``"58586DA6"`` (upper-case hex, what modems print)."""
+    """``"塘厦"`` -> ``"585853A6"`` (upper-case hex, what modems print)."""
     return text.encode("utf-16-be").hex().upper()
 
 
