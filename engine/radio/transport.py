@@ -67,6 +67,8 @@ class ModemLink:
         self._transport: asyncio.BaseTransport | None = None
         self._lost_future: asyncio.Future[None] | None = None
         self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._down.set()
         self._timer: asyncio.TimerHandle | None = None
         self._pending: dict[Command, asyncio.Future[ev.CommandCompleted]] = {}
         self._supervisor: asyncio.Task[None] | None = None
@@ -94,6 +96,9 @@ class ModemLink:
 
     async def wait_connected(self) -> None:
         await self._up.wait()
+
+    async def wait_disconnected(self) -> None:
+        await self._down.wait()
 
     async def execute(self, command: Command) -> ev.CommandCompleted:
         """Queue ``command`` and wait for its final result; raises unless it is OK."""
@@ -165,6 +170,7 @@ class ModemLink:
         self._transport = transport
         self.connects += 1
         self._up.set()
+        self._down.clear()
         log.info("modem %s connected", self.url)
         self.conn.connection_made(asyncio.get_running_loop().time())
         self._flush()
@@ -177,6 +183,7 @@ class ModemLink:
         log.warning("modem %s lost: %s", self.url, exc)
         self._transport = None
         self._up.clear()
+        self._down.set()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
