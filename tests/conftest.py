@@ -35,12 +35,16 @@ def kafka(
     with session_broker(tmp_path_factory.mktemp("kafka")) as broker:
         info = asyncio.run(probe(Settings(kafka_bootstrap=broker.bootstrap)))
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"[kafka] tests talk to Apache Kafka {broker.version or '(release unknown)'}"
-                f" ({broker.source}) at {broker.bootstrap}; wire protocol "
-                f"{info.protocol_generation}, brokers {', '.join(info.brokers)}"
-            )
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            # Shown in the log even under output capture: which broker the tests used.
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(
+                    f"\n[kafka] tests talk to Apache Kafka "
+                    f"{broker.version or '(release unknown)'} ({broker.source}) at "
+                    f"{broker.bootstrap}; wire protocol "
+                    f"{info.protocol_generation}, brokers {', '.join(info.brokers)}"
+                )
         yield broker
 
 
