@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at module level, so `engine --help` stays fast and one broken
     # optional piece does not take the whole command down.
     from engine import cli_platform
+    from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
 
     parser = argparse.ArgumentParser(
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_platform.add_commands(sub)
     registry_cli.add_commands(sub)
+    radio_cli.add_commands(sub)
     return parser
 
 
