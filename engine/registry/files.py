@@ -161,6 +161,9 @@ def _read_feature(feature: Any, where: Where, parsed: Parsed) -> None:
     if isinstance(entity_id, str):
         where = Where(where.file, where.line, where.feature, entity_id)
     kind_value = props.get("kind")
+    if kind_value is None:
+        parsed.error(where, "properties.kind", "missing: every feature needs a kind")
+        return
     try:
         kind = Kind(str(kind_value))
     except ValueError:
@@ -229,9 +232,9 @@ def _validate(
             loc = ".".join(str(p) for p in err["loc"])
             fld = f"{prefix}.{loc}" if prefix and loc else (loc or prefix or None)
             bad = err.get("input")
-            shown = (
-                f" (got {bad!r})" if err["type"] != "missing" and not isinstance(bad, dict) else ""
-            )
+            # Name the offending value unless the message already does.
+            show = err["type"] != "missing" and not isinstance(bad, dict | list | tuple)
+            shown = f" (got {bad!r})" if show and repr(bad) not in err["msg"] else ""
             parsed.error(where, fld, f"{err['msg']}{shown}")
         return
     yield entity
