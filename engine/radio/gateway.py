@@ -1,0 +1,371 @@
+"""The radio gateway service: ``callouts`` in, radio traffic out, ``acks`` back.
+
+One process per serial device. Consumer group ``radio-gateway``, auto-commit off: a
+call-out's offset is committed only once the modem accepted it (or it was skipped as a
+duplicate or dead-lettered), as the contiguous prefix of finished offsets per partition
+(:class:`~engine.radio.gateway_queue.OffsetTracker`), because priority reorders them. If
+the gateway dies, uncommitted call-outs are read again; the sent set (a durable local
+log plus ``delivered`` Acks read back from ``acks``, see :mod:`engine.radio.sent_log`)
+keeps those that were paged from being paged again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+
+from engine.config import Settings
+from engine.kafka.connection import client_kwargs, producer_kwargs
+from engine.models import Ack, AckKind, CallOut, DeadLetter, UnitStatus
+from engine.radio import at_events as ev
+from engine.radio import poc, sms
+from engine.radio.directory import RadioDirectory
+from engine.radio.errors import MessageFormatError, RadioError
+from engine.radio.gateway_history import read_delivered
+from engine.radio.gateway_queue import OffsetTracker, Pending
+from engine.radio.metrics import GatewayMetrics
+from engine.radio.pager import Paged, Pager
+from engine.radio.reply_check import AcceptedReply, CalledBook, ReplyRejection
+from engine.radio.send_loop import SendLoop
+from engine.radio.sent_log import KEEP_FOR, SentEntry, SentLog
+from engine.radio.transport import ModemLink
+from engine.radio.voice import Voice
+
+log = logging.getLogger(__name__)
+
+GROUP_ID = "radio-gateway"
+SOURCE = "radio-gateway"
+PRODUCE_RETRY = 1.0  # seconds between attempts while Kafka is away
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        link: ModemLink,
+        directory: RadioDirectory,
+        sent_log: SentLog,
+        *,
+        radio_id: str,
+        dialect: poc.PocDialect | None = None,
+        voice: Voice | None = None,
+        metrics: GatewayMetrics | None = None,
+        group_id: str = GROUP_ID,
+        window: int = 2,
+        read_history: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.link = link
+        self.directory = directory
+        self.sent = sent_log
+        self.radio_id = radio_id
+        self.dialect = dialect
+        self.metrics = metrics or GatewayMetrics()
+        self.group_id = group_id
+        self.read_history = read_history
+        self.clock = clock
+        self.book = CalledBook()
+        self.offsets = OffsetTracker()
+        self.pager = Pager(link, directory, dialect=dialect, voice=voice, metrics=self.metrics)
+        self.sender = SendLoop(
+            self.pager,
+            on_sent=self._on_sent,
+            on_failed=self._on_failed,
+            on_paged=self._on_paged,
+            window=window,
+            metrics=self.metrics,
+        )
+        self._topic = settings.topic("callouts")
+        self._waiting: dict[str, list[tuple[int, int]]] = {}  # key -> its (partition, offset)s
+        self._committed: dict[int, int] = {}
+        self._commit_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self.ready = asyncio.Event()  # history loaded, consumer subscribed
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled. The link is the caller's: started before, closed after."""
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        await producer.start()
+        self._producer = producer
+        try:
+            if self.read_history:
+                for entry in await read_delivered(self.settings, self.clock() - KEEP_FOR):
+                    self._remember(entry)
+            consumer = AIOKafkaConsumer(
+                **client_kwargs(self.settings),
+                group_id=self.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+            consumer.subscribe([self._topic], listener=_Rebalance(self))
+            await consumer.start()
+            self._consumer = consumer
+            try:
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._consume(consumer), name="gateway consume")
+                    tasks.create_task(self.sender.run(), name="gateway send")
+                    tasks.create_task(self._events(), name="gateway events")
+                    tasks.create_task(self._watch_link(), name="gateway link")
+                    if self.dialect is not None:
+                        tasks.create_task(self._poc_login(self.dialect), name="gateway poc")
+                    self.ready.set()
+            finally:
+                self._consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+        finally:
+            self._producer = None
+            await producer.stop()
+
+    def _remember(self, entry: SentEntry) -> None:
+        self.sent.remember(entry)
+        self.book.called(entry.incident_id, entry.radio_id, entry.at)
+
+    # -- callouts in ----------------------------------------------------------------------
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    await self._accept(record.partition, record.offset, record.value, record)
+
+    async def _accept(self, partition: int, offset: int, value: bytes | None, record: Any) -> None:
+        self.offsets.track(partition, offset)
+        try:
+            callout = CallOut.model_validate_json(value or b"")
+        except ValidationError as exc:
+            log.error("callouts %d@%d: not a CallOut: %s", partition, offset, exc)
+            await self._dead_letter(value, record.key, partition, offset, str(exc), "invalid")
+            await self._finish(partition, offset)
+            return
+        key = callout.idempotency_key
+        if key in self.sent:
+            log.info("call-out %s already paged; not paging again", key)
+            self.metrics.callouts_skipped.labels("duplicate").inc()
+            await self._finish(partition, offset)
+            return
+        if key in self._waiting:  # the same key twice in the log: one page for both
+            self._waiting[key].append((partition, offset))
+            return
+        self._waiting[key] = [(partition, offset)]
+        self.sender.put(Pending(callout, partition, offset, _decided_at(callout, record)))
+
+    def _revoked(self, partitions: set[int]) -> None:
+        for item in self.sender.drop_partitions(partitions):
+            self._waiting.pop(item.callout.idempotency_key, None)
+        self.offsets.forget(partitions)
+        for p in partitions:
+            self._committed.pop(p, None)
+
+    # -- after the modem -----------------------------------------------------------------
+
+    def _on_paged(self, item: Pending, paged: Paged) -> None:
+        """Runs the instant the modem accepted: durable before anything can interleave."""
+        c = item.callout
+        now = self.clock()
+        self.sent.add(SentEntry(c.idempotency_key, c.incident_id, c.radio_id, now))
+        self.book.called(c.incident_id, c.radio_id, now)
+        self.metrics.callouts_sent.labels(c.channel.value).inc()
+        if item.decided_at is not None:
+            self.metrics.decision_to_callout.observe(max(0.0, now - item.decided_at))
+
+    async def _on_sent(self, item: Pending, paged: Paged) -> None:
+        c = item.callout
+        ack = Ack.model_validate(
+            {
+                "incident_id": c.incident_id,
+                "radio_id": c.radio_id,
+                "kind": AckKind.DELIVERED,
+                "at": datetime.fromtimestamp(self.clock(), UTC),
+                "idempotency_key": c.idempotency_key,
+                "stage": c.stage,
+                "channel": c.channel.value,
+                "message_refs": list(paged.refs),
+                "source": SOURCE,
+            }
+        )
+        await self._produce("acks", c.incident_id, ack.to_json_bytes())
+        await self._finish_key(c.idempotency_key)
+
+    async def _on_failed(self, item: Pending, error: RadioError) -> None:
+        c = item.callout
+        self.metrics.callouts_skipped.labels("refused").inc()
+        await self._dead_letter(
+            c.to_json_bytes(), c.radio_id.encode(), item.partition, item.offset, str(error), "other"
+        )
+        await self._finish_key(c.idempotency_key)
+
+    async def _finish_key(self, key: str) -> None:
+        for partition, offset in self._waiting.pop(key, []):
+            await self._finish(partition, offset)
+
+    async def _finish(self, partition: int, offset: int) -> None:
+        if self.offsets.finish(partition, offset) is None:
+            return
+        async with self._commit_lock:
+            # The tracker may have moved further while we waited for the lock.
+            position = self.offsets.committed(partition)
+            consumer = self._consumer
+            if position is None or consumer is None:
+                return
+            if position <= self._committed.get(partition, -1):
+                return
+            try:
+                await consumer.commit({TopicPartition(self._topic, partition): position})
+            except KafkaError as exc:  # rebalanced away: the new owner starts from the last
+                log.warning("commit of %s[%d]@%d failed: %s", self._topic, partition, position, exc)
+                return
+            self._committed[partition] = position
+
+    # -- replies and health in ---------------------------------------------------------------
+
+    async def _events(self) -> None:
+        while True:
+            event = await self.link.events.get()
+            if isinstance(event, ev.Urc):
+                if event.name == "+CMT":
+                    await self._on_sms(event)
+                elif self.dialect is not None and event.line.startswith(self.dialect.report_prefix):
+                    await self._on_poc(self.dialect.parse_report(event.line))
+            elif isinstance(event, ev.LinkDown):
+                self.metrics.link_up.set(0)
+                await self._status(False, "modem stopped answering (command timeouts)")
+            elif isinstance(event, ev.LinkUp):
+                self.metrics.link_up.set(1)
+                await self._status(True, "modem answering again")
+            elif isinstance(event, ev.ModemRestarted):
+                self.metrics.modem_restarts.inc()
+
+    async def _on_sms(self, urc: ev.Urc) -> None:
+        try:
+            incoming = sms.parse_incoming(urc)
+        except MessageFormatError as exc:
+            self._reject(ReplyRejection.MALFORMED, "?", urc.line, str(exc))
+            return
+        result = self.book.check(incoming.sender, incoming.text, self.directory, self.clock())
+        if not isinstance(result, AcceptedReply):
+            self._reject(result.reason, incoming.sender, incoming.text, "")
+            return
+        ack = Ack.model_validate(
+            {
+                "incident_id": result.incident_id,
+                "radio_id": result.radio_id,
+                "kind": result.kind,
+                "at": datetime.fromtimestamp(self.clock(), UTC),
+                "channel": "sms",
+                "note": result.note or None,
+                "sent_at": incoming.sent_at.isoformat() if incoming.sent_at else None,
+                "source": SOURCE,
+            }
+        )
+        await self._produce("acks", result.incident_id, ack.to_json_bytes())
+        self.metrics.replies.labels(result.kind.value).inc()
+
+    def _reject(self, reason: ReplyRejection, sender: str, text: str, detail: str) -> None:
+        self.metrics.replies_rejected.labels(reason.value).inc()
+        log.warning("reply rejected (%s) from %s: %r %s", reason.value, sender, text, detail)
+
+    async def _on_poc(self, report: poc.PocEvent | None) -> None:
+        if isinstance(report, poc.NetworkDown):
+            self.metrics.poc_network_up.set(0)
+            await self._status(False, "PoC network down")
+        elif isinstance(report, poc.NetworkUp):
+            self.metrics.poc_network_up.set(1)
+            await self._status(True, "PoC network up")
+        elif isinstance(report, poc.LoggedIn):
+            self.metrics.poc_network_up.set(1)
+
+    async def _status(self, online: bool, reason: str) -> None:
+        status = UnitStatus(
+            unit_id=self.radio_id, radio_online=online, reason=reason, source=SOURCE
+        )
+        await self._produce("unit-status", self.radio_id, status.to_json_bytes())
+
+    async def _watch_link(self) -> None:
+        seen = 0
+        while True:
+            await self.link.wait_connected()
+            if seen and self.link.connects > seen:
+                self.metrics.reconnects.inc(self.link.connects - seen)
+            seen = self.link.connects
+            self.metrics.link_up.set(1)
+            await self.link.wait_disconnected()
+            self.metrics.link_up.set(0)
+
+    async def _poc_login(self, dialect: poc.PocDialect) -> None:
+        for command in (dialect.open(), dialect.login()):
+            try:
+                await self.link.execute(command)
+            except RadioError as exc:
+                log.error("PoC %s failed: %s (voice call-outs will fail)", command.label, exc)
+                return
+
+    # -- Kafka out ------------------------------------------------------------------------
+
+    async def _produce(self, logical: str, key: str, value: bytes) -> None:
+        """Until Kafka takes it: an ack or status is never dropped for a broker hiccup."""
+        producer = self._producer
+        assert producer is not None
+        topic = self.settings.topic(logical)
+        while True:
+            try:
+                await producer.send_and_wait(topic, value, key=key.encode("utf-8"))
+                return
+            except KafkaError as exc:
+                log.warning("producing to %s failed: %s; retrying", topic, exc)
+                await asyncio.sleep(PRODUCE_RETRY)
+
+    async def _dead_letter(
+        self,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int,
+        offset: int,
+        error: str,
+        reason: str,
+    ) -> None:
+        letter = DeadLetter.for_bytes(
+            value, topic=self._topic, error=error, partition=partition, offset=offset,
+            reason=reason,
+            original_key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
+        )  # fmt: skip
+        dead_key = key.decode("utf-8", "replace") if key else "callouts"
+        await self._produce("deadletter", dead_key, letter.to_json_bytes())
+
+
+def _decided_at(callout: CallOut, record: Any) -> float | None:
+    """The decision time: a ``decided_at`` field if the producer set one, else the
+    record's timestamp (the worker produces call-outs as it decides)."""
+    extra = (callout.model_extra or {}).get("decided_at")
+    if isinstance(extra, str):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(extra).timestamp()
+    ts = getattr(record, "timestamp", None)
+    return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._gateway._revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass

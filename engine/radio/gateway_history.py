@@ -1,0 +1,64 @@
+"""What earlier gateways paged, read back from ``delivered`` Acks on the ``acks`` topic."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from engine.config import Settings
+from engine.errors import KafkaUnavailable
+from engine.kafka.connection import client_kwargs, partitions_of
+from engine.radio.sent_log import SentEntry
+
+log = logging.getLogger(__name__)
+
+
+async def read_delivered(settings: Settings, since: float) -> list[SentEntry]:
+    """Every ``delivered`` Ack with an ``idempotency_key`` at or after ``since`` (unix s),
+    from the start of ``acks`` up to its end as of this call."""
+    topic = settings.topic("acks")
+    partitions = await partitions_of(settings, topic)
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    found: list[SentEntry] = []
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        todo = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+        while todo:
+            batch = await consumer.getmany(*todo, timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    entry = _entry(record.value)
+                    if entry is not None and entry.at >= since:
+                        found.append(entry)
+            todo = {tp for tp in todo if await consumer.position(tp) < end[tp]}
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"reading {topic} at {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    log.info("%d delivered call-outs read back from %s", len(found), topic)
+    return found
+
+
+def _entry(value: bytes | None) -> SentEntry | None:
+    try:
+        data = json.loads(value or b"")
+        if data.get("kind") != "delivered" or not data.get("idempotency_key"):
+            return None
+        at = datetime.fromisoformat(str(data["at"])).timestamp()
+        return SentEntry(
+            str(data["idempotency_key"]), str(data["incident_id"]), str(data["radio_id"]), at
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
