@@ -81,7 +81,10 @@ class OffsetTracker:
         self._parts: dict[int, _PartitionOffsets] = {}
 
     def track(self, partition: int, offset: int) -> None:
-        part = self._parts.setdefault(partition, _PartitionOffsets())
+        part = self._parts.get(partition)
+        if part is None:
+            # Reading started here, so everything before is already committed.
+            part = self._parts[partition] = _PartitionOffsets(committed=offset)
         if offset <= part.highest:
             raise ValueError(f"offset {offset} of partition {partition} tracked out of order")
         part.outstanding.add(offset)
