@@ -180,7 +180,8 @@ class ModemLink:
         self._flush()
 
     def _lost(self, exc: Exception | None) -> None:
-        log.warning("modem %s lost: %s", self.url, exc)
+        # Closed by its owner is routine; anything else is the device going away.
+        (log.info if self._closed else log.warning)("modem %s lost: %s", self.url, exc)
         self._transport = None
         self._up.clear()
         self._down.set()

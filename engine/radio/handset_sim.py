@@ -1,0 +1,118 @@
+"""``engine simulate handsets``: the modem simulator on a pty with N handsets and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.radio.simulator import HandsetScript, ModemSimulator, PtyModem
+
+log = logging.getLogger(__name__)
+
+BEHAVIOURS = ("accept", "decline", "on-scene", "silent", "mixed")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault injection: every interval in seconds (None: never)."""
+
+    drop_every: int | None = None  # drop the answer to every Nth command
+    garble_every: float | None = None  # write noise bytes
+    reboot_every: float | None = None
+    unplug_every: float | None = None
+    unplug_for: float = 2.0
+
+
+def numbers(count: int) -> list[str]:
+    """Made-up mainland mobile numbers for handsets with no registry."""
+    return [f"1380000{i:04d}" for i in range(1, count + 1)]
+
+
+def script_for(behaviour: str, index: int, delay: float, on_scene_after: float) -> HandsetScript:
+    """How handset ``index`` answers. ``mixed``: mostly accept then on scene, some decline,
+    some stay silent, as a real call-out goes."""
+    if behaviour == "mixed":
+        behaviour = "silent" if index % 7 == 6 else "decline" if index % 5 == 4 else "accept"
+    if behaviour == "accept":
+        return HandsetScript(((delay, "1"), (delay + on_scene_after, "3")))
+    if behaviour == "decline":
+        return HandsetScript.decline(delay)
+    if behaviour == "on-scene":
+        return HandsetScript.on_scene(delay)
+    return HandsetScript()
+
+
+async def run_handsets(
+    phone_numbers: Sequence[str],
+    *,
+    behaviour: str = "accept",
+    reply_delay: float = 2.0,
+    on_scene_after: float = 30.0,
+    link: Path | None = None,
+    faults: Faults = Faults(),
+    announce: Callable[[str], None] = print,
+    seed: int | None = None,
+) -> None:
+    """Serve until cancelled (Ctrl-C)."""
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
+    modem = ModemSimulator(
+        handsets={
+            n: script_for(behaviour, i, reply_delay, on_scene_after)
+            for i, n in enumerate(phone_numbers)
+        }
+    )
+    rng = random.Random(seed)
+    async with PtyModem(modem, link=link) as host:
+        announce(host.path)
+        if faults.drop_every:
+            every = faults.drop_every
+            seen = 0
+
+            def drop(_line: str) -> None:
+                nonlocal seen
+                seen += 1
+                if seen % every == 0:
+                    modem.drop_responses(1)
+
+            host.on_command = drop
+        tasks: list[asyncio.Task[None]] = []
+
+        def periodic(interval: float | None, action: Callable[[], object]) -> None:
+            async def loop() -> None:
+                assert interval is not None
+                while True:
+                    await asyncio.sleep(interval)
+                    result = action()
+                    if asyncio.iscoroutine(result):
+                        await result
+
+            if interval:
+                tasks.append(asyncio.create_task(loop()))
+
+        def garble() -> None:
+            host.inject_noise(bytes(rng.randrange(256) for _ in range(rng.randint(1, 16))))
+
+        async def unplug() -> None:
+            log.warning("simulator: unplugging %s for %.1fs", host.path, faults.unplug_for)
+            host.unplug()
+            await asyncio.sleep(faults.unplug_for)
+            host.replug()
+            announce(host.path)
+
+        periodic(faults.garble_every, garble)
+        periodic(faults.reboot_every, host.reboot)
+        periodic(faults.unplug_every, unplug)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
