@@ -1,0 +1,545 @@
+"""The decision: who is called for an incident at one stage, and why.
+
+``decide`` is stage 0 (the "1+10" call-out); ``escalate`` runs the next rung of the
+plan's ladder. Both are pure: the same world, availability, plan, dispatch history and
+``now`` give the same Decision, byte for byte (see :func:`decision_json`).
+
+Ordering rules, so that output is deterministic: candidates rank by (distance, id) —
+exactly the spatial index's order — and recipients are listed school-gate posts first
+("incidents near a school in duty windows go to them first"), then zone teams, their
+linked units, watch groups, door-front points, patrols, observers, the command centre.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from engine.geo.distance import haversine_rad_m
+from engine.geo.points import Filter, Hit
+from engine.models import Decision, Incident
+from engine.registry.models import (
+    Equipment,
+    EquipmentPoint,
+    KeyZone,
+    Kind,
+    Observer,
+    PatrolBase,
+    School,
+    WatchGroup,
+)
+from engine.rules import reasons as R
+from engine.rules.availability import Availability, ObserverFixes
+from engine.rules.decision import Called, DispatchDecision, Pick
+from engine.rules.nearby import haversine_pre_m
+from engine.rules.plan import LoadedPlan, Response, Stage
+from engine.rules.world import Contact, World
+
+COMMAND_CENTRE = "command_centre"
+
+SCHOOL = Kind.SCHOOL.value
+KEY_ZONE = Kind.KEY_ZONE.value
+UNIT = Kind.UNIT.value
+WATCH_GROUP = Kind.WATCH_GROUP.value
+FRONTAGE_POINT = Kind.FRONTAGE_POINT.value
+PATROL_BASE = Kind.PATROL_BASE.value
+OBSERVER = Kind.OBSERVER.value
+EQUIPMENT_POINT = Kind.EQUIPMENT_POINT.value
+
+# Recipient kinds in the order they are listed (school-gate posts first).
+KIND_ORDER = {
+    SCHOOL: 0,
+    KEY_ZONE: 1,
+    UNIT: 2,
+    WATCH_GROUP: 3,
+    FRONTAGE_POINT: 4,
+    PATROL_BASE: 5,
+    OBSERVER: 6,
+    COMMAND_CENTRE: 7,
+}
+
+
+
+class _Add(Protocol):
+    """decide's local ``add``: adds a recipient, False if nobody in it is reachable."""
+
+    def __call__(
+        self,
+        entity_id: str,
+        kind: str,
+        why: str,
+        d: float | None,
+        zone: str | None = None,
+        posts: int | None = None,
+    ) -> bool: ...
+
+
+class NoStageLeft(Exception):
+    """The plan's ladder is exhausted: the incident is unanswered."""
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What earlier stages of this incident already called (empty for stage 0)."""
+
+    entities: frozenset[str] = frozenset()
+    addresses: frozenset[str] = frozenset()
+    last_zone_distance_m: float = 0.0
+
+    @classmethod
+    def of(cls, decisions: Iterable[Decision | DispatchDecision]) -> History:
+        entities: set[str] = set()
+        addresses: set[str] = set()
+        last = 0.0
+        for d in decisions:
+            for r in d.recipients:
+                entities.add(r.id)
+                addresses.update(getattr(r, "contacts", ()) or ())
+            if d.zone is not None:
+                last = max(last, d.zone.distance_m)
+        return cls(frozenset(entities), frozenset(addresses), last)
+
+
+@dataclass(slots=True)
+class _Draft:
+    """Recipients of one stage while they are being chosen."""
+
+    recipients: list[Called] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    entities: set[str] = field(default_factory=set)
+    zones: list[Pick] = field(default_factory=list)
+    units: list[Pick] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    command_centre_why: list[tuple[str, str]] = field(default_factory=list)
+
+
+@lru_cache(maxsize=8)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
+
+
+def decide(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    now: datetime,
+) -> DispatchDecision:
+    """Stage 0: the first call-out for a new incident."""
+    return _decide_stage(incident, world, availability, plan, now, 0, History())
+
+
+def escalate(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    now: datetime,
+    previous: list[Decision] | list[DispatchDecision],
+) -> DispatchDecision:
+    """The next rung of the ladder after ``previous`` stages missed their quorum.
+    Raises NoStageLeft when the plan has no further stage."""
+    response = _response(incident, plan)
+    stage = len(previous)
+    if stage >= len(response.stages):
+        raise NoStageLeft(incident.id)
+    return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
+
+
+def _response(incident: Incident, plan: LoadedPlan) -> Response:
+    response = plan.plan.response_for(incident.type, incident.priority)
+    if response is None:  # the plan validator guarantees a catch-all
+        raise ValueError(f"plan has no response for {incident.type}/{incident.priority}")
+    return response
+
+
+def _decide_stage(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    now: datetime,
+    stage_no: int,
+    history: History,
+) -> DispatchDecision:
+    response = _response(incident, plan)
+    stage = response.stages[stage_no]
+    lat, lon = incident.location.lat, incident.location.lon
+    local = now.astimezone(_zone(plan.plan.timezone))  # duty windows are local time
+    draft = _Draft()
+    draft.reasons.append(R.plan_response(response.name, stage_no, len(response.stages)))
+    seen = set(history.entities)
+    placed = world.registry.placed
+
+    def add(
+        entity_id: str,
+        kind: str,
+        why: str,
+        d: float | None,
+        zone: str | None = None,
+        posts: int | None = None,
+    ) -> bool:
+        """Adds a recipient with its reachable contacts; False if nobody can be reached.
+        A person in two called groups (a zone member who is also a unit's guard) is
+        listed for both, and paged once (see engine.rules.callouts)."""
+        if entity_id in seen:
+            return False
+        people = world.people.get(entity_id)
+        if people is None:
+            return False
+        if people.isdisjoint(availability.unavailable) and people.isdisjoint(
+            availability.offline_radios
+        ):
+            contacts = world.addresses[entity_id]
+        else:
+            contacts = tuple(c.address for c in _reachable(world, availability, entity_id))
+        if not contacts:
+            return False
+        seen.add(entity_id)
+        draft.entities.add(entity_id)
+        draft.recipients.append(
+            Called(
+                entity_id,
+                kind,
+                why,
+                d,
+                placed[entity_id].name_zh,
+                contacts,
+                zone,
+                posts,
+            )  # positional: a NamedTuple, the cheapest record Python builds
+        )
+        return True
+
+    if stage.schools_within_m is not None:
+        _schools(world, availability, plan, stage, lat, lon, local, add)
+    if stage.key_zones:
+        _key_zones(incident, world, availability, response, stage, lat, lon, history, draft, add)
+    if stage.watch_groups:
+        _watch_groups(world, availability, stage, lat, lon, draft, add)
+    if stage.frontage:
+        _frontage(world, availability, plan, lat, lon, add)
+    if stage.patrol:
+        _patrol(world, availability, lat, lon, local, draft, add)
+    if stage.observers_within_m is not None:
+        _observers(world, availability, plan, stage, lat, lon, now, draft, add)
+
+    called_people = sum(len(r.contacts) for r in draft.recipients)
+    if stage.command_centre:
+        draft.command_centre_why.append(("预案要求", "the plan's ladder says so"))
+    if called_people == 0:
+        draft.command_centre_why.append(("本级无人可呼叫", "nobody could be called at this stage"))
+    if draft.command_centre_why:
+        _command_centre(plan, draft)
+
+    equipment = _equipment(world, response.equipment, lat, lon)
+    quorum = stage.quorum
+    units_called = len(draft.units) + _units_called_before(history, world)
+    units_needed = min(quorum.linked_units, units_called)
+    zone_team = quorum.zone_team and bool(draft.zones or history.last_zone_distance_m)
+    draft.reasons.append(R.quorum(zone_team, units_needed, stage.ack_timeout_s))
+    draft.recipients.sort(key=lambda r: (KIND_ORDER.get(r.kind, 9), r.distance_m or 0.0, r.id))
+
+    return DispatchDecision(
+        incident_id=incident.id,
+        stage=stage_no,
+        type=incident.type,
+        priority=incident.priority,
+        area=incident.area,
+        response=response.name,
+        zone=draft.zones[0] if draft.zones else None,
+        zones=tuple(draft.zones),
+        units=tuple(draft.units),
+        recipients=tuple(draft.recipients),
+        reasons=tuple(draft.reasons),
+        quorum_zone_team=zone_team,
+        quorum_linked_units=units_needed,
+        ack_deadline=now + timedelta(seconds=stage.ack_timeout_s),
+        plan_version=plan.version,
+        decided_at=now,
+        final_stage=stage_no == len(response.stages) - 1,
+        command_centre=bool(draft.command_centre_why),
+        equipment=tuple(equipment),
+        preempted=tuple(draft.preempted),
+    )
+
+
+# --- who is reachable ---------------------------------------------------------------
+def _reachable(world: World, availability: Availability, entity_id: str) -> Iterator[Contact]:
+    """An entity's contacts minus unavailable volunteers; a handset reported offline
+    falls back to SMS on the holder's own phone (a PoC outage is not a phone outage)."""
+    unavailable = availability.unavailable
+    offline = availability.offline_radios
+    for c in world.contacts.get(entity_id, ()):
+        if c.volunteer_id in unavailable:
+            continue
+        if c.radio_id is not None and c.radio_id in offline:
+            phone = world.registry.volunteers[c.volunteer_id].phone
+            yield Contact(c.volunteer_id, None, phone)
+        else:
+            yield c
+
+
+def _units_called_before(history: History, world: World) -> int:
+    placed = world.registry.placed
+    return sum(
+        1 for e in history.entities if (p := placed.get(e)) is not None and p.kind is Kind.UNIT
+    )
+
+
+# --- groups -------------------------------------------------------------------------
+def _key_zones(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    response: Response,
+    stage: Stage,
+    lat: float,
+    lon: float,
+    history: History,
+    draft: _Draft,
+    add: _Add,
+) -> None:
+    wanted = stage.key_zones
+    commitments = availability.commitments
+    for dist, zone_id in world.nearby.ranked(lat, lon, KEY_ZONE, stage.max_distance_m):
+        if len(draft.zones) == wanted:
+            break
+        if zone_id in history.entities or zone_id in availability.unavailable:
+            continue
+        held = commitments.get(zone_id)
+        if held is not None and held.incident_id != incident.id:
+            if held.priority not in response.preempt:
+                draft.reasons.append(R.zone_skipped_busy(zone_id, held.incident_id))
+                continue
+            draft.reasons.append(R.zone_preempted(zone_id, held.incident_id, held.priority))
+            draft.preempted.append(held.incident_id)
+        zone = world.registry.placed[zone_id]
+        assert isinstance(zone, KeyZone)
+        why = R.zone_chosen(zone_id, zone.name_zh, dist, 1 if history.entities else 0)
+        if not add(zone_id, KEY_ZONE, why, dist):
+            continue  # nobody reachable in this team: try the next zone
+        draft.zones.append(Pick(zone_id, dist))
+        draft.reasons.append(why)
+        chosen = _linked_units(world, availability, zone, stage.linked_units, lat, lon, add)
+        draft.units.extend(chosen)
+        draft.reasons.append(R.units(len(chosen), stage.linked_units, zone_id))
+    if len(draft.zones) < wanted and not draft.zones:
+        draft.reasons.append(R.no_zone(stage.max_distance_m))
+        draft.command_centre_why.append(
+            (f"{stage.max_distance_m:.0f}米内无可用先莞队", "no key zone team in range")
+        )
+
+
+def _linked_units(
+    world: World,
+    availability: Availability,
+    group: KeyZone | WatchGroup,
+    n: int,
+    lat: float,
+    lon: float,
+    add: _Add,
+) -> list[Pick]:
+    phi, lam = math.radians(lat), math.radians(lon)
+    cos_phi = math.cos(phi)
+    unavailable = availability.unavailable
+    ranked = sorted(
+        (haversine_pre_m(phi, lam, cos_phi, u_phi, u_lam, u_cos), uid)
+        for uid, u_phi, u_lam, u_cos in world.linked_positions[group.id]
+        if uid not in unavailable
+    )
+    chosen: list[Pick] = []
+    why = R.both(f"{group.id} 的联动单位", f"linked unit of {group.id}")
+    for d, uid in ranked:
+        if len(chosen) == n:
+            break
+        if add(uid, UNIT, why, d, zone=group.id):
+            chosen.append(Pick(uid, d))
+    return chosen
+
+
+def _watch_groups(
+    world: World,
+    availability: Availability,
+    stage: Stage,
+    lat: float,
+    lon: float,
+    draft: _Draft,
+    add: _Add,
+) -> None:
+    taken = 0
+    kind = Kind.WATCH_GROUP.value
+    for dist, group_id in world.nearby.ranked(lat, lon, kind, stage.max_distance_m):
+        if taken == stage.watch_groups:
+            break
+        if group_id in availability.unavailable or group_id in availability.commitments:
+            continue
+        why = R.both(f"邻里守望联防组（{dist:.0f}米）", f"neighbourhood watch group ({dist:.0f} m)")
+        if add(group_id, kind, why, dist):
+            taken += 1
+            group = world.registry.placed[group_id]
+            assert isinstance(group, WatchGroup)
+            _linked_units(world, availability, group, stage.linked_units, lat, lon, add)
+
+
+def _frontage(
+    world: World, availability: Availability, plan: LoadedPlan, lat: float, lon: float, add: _Add
+) -> None:
+    kind = Kind.FRONTAGE_POINT.value
+    hits = world.nearby.covering(lat, lon, kind, world.radius_of, world.max_frontage_radius_m)
+    taken = 0
+    why = R.both("门前三包责任点，警情在其责任范围内", "door-front point covering the scene")
+    for dist, point_id in hits:
+        if taken == plan.plan.frontage_max_points:
+            break
+        if point_id in availability.unavailable:
+            continue
+        if add(point_id, kind, why, dist):
+            taken += 1
+
+
+def _patrol(
+    world: World,
+    availability: Availability,
+    lat: float,
+    lon: float,
+    local: datetime,
+    draft: _Draft,
+    add: _Add,
+) -> None:
+    at = local.time()
+    for dist, base_id in world.nearby.ranked_far(lat, lon, PATROL_BASE):
+        base = world.registry.placed[base_id]
+        assert isinstance(base, PatrolBase)
+        if base_id in availability.unavailable or not base.on_duty(at):
+            continue
+        why = R.both(f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)")
+        if add(base_id, PATROL_BASE, why, dist):
+            return
+    draft.reasons.append(R.both("当前没有在岗巡防队", "no patrol team on duty now"))
+
+
+def _schools(
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    stage: Stage,
+    lat: float,
+    lon: float,
+    local: datetime,
+    add: _Add,
+) -> None:
+    assert stage.schools_within_m is not None
+    if local.isoweekday() not in plan.plan.school_days:
+        return
+    at = local.time()
+    kind = Kind.SCHOOL.value
+    for dist, school_id in world.nearby.within(lat, lon, kind, stage.schools_within_m):
+        school = world.registry.placed[school_id]
+        assert isinstance(school, School)
+        if school_id in availability.unavailable:
+            continue
+        window = next((w for w in school.gate_windows if w.contains(at)), None)
+        if window is None:
+            continue
+        why = R.both(
+            f"护学岗在岗（{window}），距离{dist:.0f}米，优先通知",
+            f"school-gate duty on ({window}), {dist:.0f} m: told first",
+        )
+        add(school_id, kind, why, dist, posts=school.min_posts)
+
+
+def _observers(
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    stage: Stage,
+    lat: float,
+    lon: float,
+    now: datetime,
+    draft: _Draft,
+    add: _Add,
+) -> None:
+    """Lookout broadcast to mobile observers within R, from fresh position fixes."""
+    assert stage.observers_within_m is not None
+    radius = stage.observers_within_m
+    phi, lam = math.radians(lat), math.radians(lon)
+    oldest = now - timedelta(seconds=plan.plan.observer_max_age_s)
+    fixes = availability.observer_fixes
+    unavailable = availability.unavailable
+    ranked: list[tuple[float, str, str]] = []
+    if isinstance(fixes, ObserverFixes):
+        near: Iterable[tuple[float, str]] = fixes.within(lat, lon, radius)
+    else:  # a plain mapping (offline replay, tests): measure every fix
+        cos_phi = math.cos(phi)
+        near = []
+        for oid, f in fixes.items():
+            f_phi = math.radians(f.lat)
+            d = haversine_pre_m(phi, lam, cos_phi, f_phi, math.radians(f.lon), math.cos(f_phi))
+            if d <= radius:
+                near.append((d, oid))
+    for d, oid in near:
+        if oid not in unavailable and fixes[oid].at >= oldest:
+            ranked.append((d, oid, "fix"))  # a stale fix is no use: skipped
+    if plan.plan.observer_home_fallback:
+        for d, oid in world.nearby.within(lat, lon, OBSERVER, radius):
+            if oid not in fixes and oid not in unavailable:
+                ranked.append((d, oid, "home"))
+    ranked.sort()
+    for d, obs_id, where in ranked[: plan.plan.observers_max]:
+        observer = world.registry.placed[obs_id]
+        assert isinstance(observer, Observer)
+        why = R.both(
+            f"流动观察哨协查（{radius / 1000:g}公里内）",
+            f"lookout broadcast: observer within {radius / 1000:g} km ({where} position)",
+        )
+        add(obs_id, OBSERVER, why, d)
+    draft.reasons.append(
+        R.both(
+            f"协查通报发送给 {min(len(ranked), plan.plan.observers_max)} 个流动观察哨",
+            f"lookout sent to {min(len(ranked), plan.plan.observers_max)} mobile observers",
+        )
+    )
+
+
+def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
+    cc = plan.plan.command_centre
+    why_zh = "；".join(zh for zh, _ in draft.command_centre_why)
+    why_en = "; ".join(en for _, en in draft.command_centre_why)
+    contacts = [a for a in (cc.radio_id, f"sms:{cc.id}" if cc.sms_number else None) if a]
+    draft.recipients.append(
+        Called(cc.id, COMMAND_CENTRE, R.command_centre(why_zh, why_en), None, cc.name_zh,
+               tuple(contacts))
+    )
+    draft.reasons.append(R.command_centre(why_zh, why_en))
+
+
+def _equipment(
+    world: World, items: tuple[Equipment, ...], lat: float, lon: float
+) -> list[dict[str, object]]:
+    """The nearest point holding each item (like PulsePoint naming the nearest AED)."""
+    out: list[dict[str, object]] = []
+    for item in items:
+        for dist, point_id in world.nearby.ranked_far(lat, lon, EQUIPMENT_POINT):
+            point = world.registry.placed[point_id]
+            assert isinstance(point, EquipmentPoint)
+            if point.has(item):
+                out.append(
+                    {
+                        "item": item.value,
+                        "id": point_id,
+                        "name_zh": point.name_zh,
+                        "distance_m": round(dist, 1),
+                    }
+                )
+                break
+    return out
+
+

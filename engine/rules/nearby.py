@@ -1,0 +1,215 @@
+"""Exact "what is near here" lookups for the decision hot path, cached per grid cell.
+
+The spatial index (:mod:`engine.geo.index`) answers any query exactly, but each call
+costs tens of microseconds of numpy and scipy overhead, and a decision makes several.
+Incidents cluster in the same streets, so the candidates are cached per grid cell
+(about 280 m square): for a cell with centre c and half-diagonal h, every point
+within r of any location in the cell lies within r + h of c (triangle inequality on
+the sphere), so ``index.within(c, r + h)`` is a complete candidate list. Each query
+then measures its few candidates with the same haversine the index uses and keeps
+those within r: the answer equals the index's (and brute force's), ties by id.
+
+When a cell's candidate list would be long (dense data, e.g. 100k zones), the cache
+stores nothing for it and the query goes to the index directly, which is then the
+faster path anyway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from engine.geo.distance import EARTH_RADIUS_M, haversine_rad_m
+from engine.geo.index import SpatialIndex
+from engine.geo.points import Filter
+
+CELL_DEG = 0.0025
+"""Grid cell size in degrees: about 280 m north-south at Tangxia's latitude."""
+_BOUND_SLACK_M = 1e-3
+"""Slack on the triangle-inequality bound for rounding in the haversines (~1e-9 m)."""
+MAX_CANDIDATES = 96
+"""Above this many candidates per cell the index is queried directly."""
+CACHE_LIMIT = 200_000
+"""Cached (cell, query) entries before the cache is cleared (bounded memory)."""
+
+
+_TWO_R = 2.0 * EARTH_RADIUS_M
+_sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
+
+
+def haversine_pre_m(phi1: float, lam1: float, cos1: float, phi2: float, lam2: float, cos2: float) -> float:
+    """:func:`engine.geo.distance.haversine_rad_m` with ``cos(phi)`` of both points
+    precomputed: the same operations in the same order, so bit-for-bit the same result
+    (a unit test holds it to that), at about half the cost on the hot path."""
+    sin_dphi = _sin((phi2 - phi1) * 0.5)
+    sin_dlam = _sin((lam2 - lam1) * 0.5)
+    a = sin_dphi * sin_dphi + cos1 * cos2 * sin_dlam * sin_dlam
+    return _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    id: str
+    phi: float
+    lam: float
+    cos_phi: float
+
+
+class Nearby:
+    """Per-cell candidate cache over a static :class:`SpatialIndex`."""
+
+    def __init__(self, index: SpatialIndex, points: Iterable[tuple[str, float, float]]) -> None:
+        self._index = index
+        self._pos = {pid: (math.radians(lat), math.radians(lon)) for pid, lat, lon in points}
+        self._cache: dict[tuple[object, ...], tuple[_Point, ...] | None] = {}
+        self._sorted: dict[tuple[object, ...], tuple[float, tuple[tuple[float, _Point], ...]]] = {}
+
+    def ranked(self, lat: float, lon: float, kind: str, radius_m: float) -> Iterator[tuple[float, str]]:
+        """Points of ``kind`` within ``radius_m``, lazily, in (distance, id) order: the
+        same sequence as :meth:`within`, but a caller that stops after the first few
+        pays only for those. Candidates are visited by their distance ``dc`` from the
+        cell centre; a point's true distance is at least ``dc - h``, so once that bound
+        passes the best measured distance, that one is the next answer."""
+        entry = self._ranked_candidates(lat, lon, kind, radius_m)
+        if entry is None:
+            yield from self.within(lat, lon, kind, radius_m)
+            return
+        h, cands = entry
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        heap: list[tuple[float, str]] = []
+        i, n = 0, len(cands)
+        while True:
+            while i < n and (not heap or cands[i][0] - h - _BOUND_SLACK_M <= heap[0][0]):
+                p = cands[i][1]
+                heapq.heappush(heap, (haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi), p.id))
+                i += 1
+            if not heap:
+                return
+            d, pid = heapq.heappop(heap)
+            if d > radius_m:
+                return
+            yield d, pid
+
+    def ranked_far(
+        self, lat: float, lon: float, kind: str, tiers: tuple[float, ...] = (2000.0, 8000.0)
+    ) -> Iterator[tuple[float, str]]:
+        """Every point of ``kind`` in (distance, id) order, however far: the cached
+        rings of ``tiers`` first (each ring yields only what the inner ring did not),
+        then the index for whatever lies beyond the last ring."""
+        inner = -1.0
+        for radius in tiers:
+            for d, pid in self.ranked(lat, lon, kind, radius):
+                if d > inner:
+                    yield d, pid
+            inner = radius
+        flt = Filter(kinds=frozenset({kind}))
+        done: set[str] = set()
+        k = 16
+        while True:
+            hits = self._index.nearest(lat, lon, k, flt)
+            for h in hits:  # each batch extends the previous one in the same order
+                if h.distance_m > inner and h.id not in done:
+                    done.add(h.id)
+                    yield h.distance_m, h.id
+            if len(hits) < k:
+                return
+            k *= 4
+
+    def _ranked_candidates(
+        self, lat: float, lon: float, kind: str, radius_m: float
+    ) -> tuple[float, tuple[tuple[float, _Point], ...]] | None:
+        cell = (math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG))
+        key = (kind, radius_m, cell)
+        found = self._sorted.get(key)
+        if found is not None:
+            return found
+        cands = self._candidates(lat, lon, kind, radius_m)
+        if cands is None:
+            return None
+        c_phi = math.radians((cell[0] + 0.5) * CELL_DEG)
+        c_lam = math.radians((cell[1] + 0.5) * CELL_DEG)
+        by_centre = tuple(
+            sorted(((haversine_rad_m(c_phi, c_lam, p.phi, p.lam), p) for p in cands),
+                   key=lambda t: (t[0], t[1].id))
+        )
+        if len(self._sorted) >= CACHE_LIMIT:
+            self._sorted.clear()
+        entry = (_half_diagonal_m(cell), by_centre)
+        self._sorted[key] = entry
+        return entry
+
+    def within(self, lat: float, lon: float, kind: str, radius_m: float) -> list[tuple[float, str]]:
+        """Every point of ``kind`` within ``radius_m`` of (lat, lon), as (distance, id)
+        sorted by distance then id: exactly ``index.within``'s answer."""
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        cands = self._candidates(lat, lon, kind, radius_m)
+        if cands is None:
+            flt = Filter(kinds=frozenset({kind}))
+            return [(h.distance_m, h.id) for h in self._index.within(lat, lon, radius_m, flt)]
+        out = []
+        for p in cands:
+            d = haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi)
+            if d <= radius_m:
+                out.append((d, p.id))
+        out.sort()
+        return out
+
+    def covering(
+        self, lat: float, lon: float, kind: str, radius_of: Callable[[str], float], max_radius: float
+    ) -> list[tuple[float, str]]:
+        """Points of ``kind`` whose own radius reaches (lat, lon) (door-front points)."""
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        cands = self._candidates(lat, lon, kind, max_radius)
+        if cands is None:
+            flt = Filter(kinds=frozenset({kind}))
+            hits = self._index.within_own_radius(lat, lon, flt)
+            return [(h.distance_m, h.id) for h in hits]
+        out = []
+        for p in cands:
+            d = haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi)
+            if d <= radius_of(p.id):
+                out.append((d, p.id))
+        out.sort()
+        return out
+
+    def _candidates(
+        self, lat: float, lon: float, kind: str, radius_m: float
+    ) -> tuple[_Point, ...] | None:
+        cell = (math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG))
+        key = (kind, radius_m, cell)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        c_lat = (cell[0] + 0.5) * CELL_DEG
+        c_lon = (cell[1] + 0.5) * CELL_DEG
+        reach = radius_m + _half_diagonal_m(cell) + 1.0  # +1 m: rounding slack
+        hits = self._index.within(c_lat, c_lon, reach, Filter(kinds=frozenset({kind})))
+        found: tuple[_Point, ...] | None
+        if len(hits) > MAX_CANDIDATES:
+            found = None
+        else:
+            found = tuple(
+                _Point(h.id, *self._pos[h.id], math.cos(self._pos[h.id][0])) for h in hits
+            )
+        self._cache[key] = found
+        return found
+
+
+def _half_diagonal_m(cell: tuple[int, int]) -> float:
+    """Largest distance from the cell's centre to any of its corners."""
+    c_phi = math.radians((cell[0] + 0.5) * CELL_DEG)
+    c_lam = math.radians((cell[1] + 0.5) * CELL_DEG)
+    corners = [
+        (math.radians((cell[0] + a) * CELL_DEG), math.radians((cell[1] + b) * CELL_DEG))
+        for a in (0, 1)
+        for b in (0, 1)
+    ]
+    return max(haversine_rad_m(c_phi, c_lam, p, q) for p, q in corners)

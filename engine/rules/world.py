@@ -1,0 +1,171 @@
+"""The registry prepared for dispatch: spatial indexes and, for every callable entity,
+the people to call and how to reach them. Built once per registry (load or reload),
+read-only afterwards, so a decision is a handful of index queries and lookups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from engine.geo.index import SpatialIndex
+from engine.geo.points import IndexedPoint
+from engine.models import Channel
+from engine.registry.models import (
+    FrontagePoint,
+    KeyZone,
+    Kind,
+    Observer,
+    Placed,
+    Volunteer,
+    WatchGroup,
+)
+from engine.registry.registry import Registry
+from engine.rules.nearby import Nearby
+
+INDEXED_KINDS = (
+    Kind.KEY_ZONE,
+    Kind.WATCH_GROUP,
+    Kind.FRONTAGE_POINT,
+    Kind.SCHOOL,
+    Kind.PATROL_BASE,
+    Kind.EQUIPMENT_POINT,
+    Kind.OBSERVER,
+)
+"""Kinds in the world's index. For observers that is their home position (where they
+usually ride); live fixes come with availability."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One person to reach. ``radio_id`` when they hold a PoC handset (the call-out goes
+    to the handset's SMS number, key = radio id); otherwise SMS to their phone, with
+    the address ``sms:<volunteer id>``."""
+
+    volunteer_id: str
+    radio_id: str | None
+    sms_number: str
+
+    @property
+    def address(self) -> str:
+        return self.radio_id if self.radio_id is not None else f"sms:{self.volunteer_id}"
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.SMS
+
+
+@dataclass(frozen=True)
+class World:
+    registry: Registry
+    index: SpatialIndex
+    contacts: Mapping[str, tuple[Contact, ...]]
+    """entity id -> the people to call for it (publicity vanguard never included)"""
+    zone_of_unit: Mapping[str, tuple[str, ...]]
+    """unit id -> the zones and watch groups it is linked to"""
+    address_owner: Mapping[str, str]
+    """contact address (radio id or sms:<volunteer>) -> volunteer id"""
+    nearby: Nearby
+    linked_positions: Mapping[str, tuple[tuple[str, float, float, float], ...]]
+    """zone or watch group id -> (unit id, lat rad, lon rad, cos lat) of each linked unit"""
+    addresses: Mapping[str, tuple[str, ...]]
+    """entity id -> its contacts' addresses (everyone reachable when all are available)"""
+    people: Mapping[str, frozenset[str]]
+    """entity id -> volunteer ids and radio ids behind its contacts, to test availability"""
+    max_frontage_radius_m: float
+
+    @classmethod
+    def build(cls, registry: Registry) -> World:
+        radio_of = {r.holder: r for r in registry.radios.values()}
+
+        def contact(v: Volunteer) -> Contact:
+            radio = radio_of.get(v.id)
+            if radio is not None:
+                return Contact(v.id, radio.id, radio.sms_number)
+            return Contact(v.id, None, v.phone)
+
+        people: dict[str, list[Volunteer]] = defaultdict(list)
+        for v in registry.volunteers.values():
+            if v.publicity:
+                continue  # 宣传先锋队: broadcasts only, never an emergency call-out
+            if v.group_id is not None:
+                people[v.group_id].append(v)
+            if v.unit_id is not None and v.unit_id != v.group_id:
+                people[v.unit_id].append(v)
+        for p in registry.placed.values():
+            if isinstance(p, FrontagePoint) and p.unit_id is not None:
+                people[p.id].extend(people.get(p.unit_id, ()))
+            elif isinstance(p, Observer):
+                holder = registry.volunteers.get(p.holder)
+                if holder is not None and not holder.publicity:
+                    people[p.id].append(holder)
+
+        contacts: dict[str, tuple[Contact, ...]] = {}
+        owner: dict[str, str] = {}
+        for entity_id, vols in people.items():
+            unique = sorted({v.id: v for v in vols}.values(), key=lambda v: v.id)
+            contacts[entity_id] = tuple(contact(v) for v in unique)
+            for c in contacts[entity_id]:
+                owner[c.address] = c.volunteer_id
+
+        zone_of_unit: dict[str, list[str]] = defaultdict(list)
+        for group in registry.placed.values():
+            if isinstance(group, KeyZone | WatchGroup):
+                for unit_id in group.linked_units:
+                    zone_of_unit[unit_id].append(group.id)
+
+        points = [
+            IndexedPoint(
+                p.id,
+                p.kind.value,
+                p.location.lat,
+                p.location.lon,
+                p.radius_m if isinstance(p, FrontagePoint) else None,
+            )
+            for p in registry.placed.values()
+            if p.kind in INDEXED_KINDS
+        ]
+        index = SpatialIndex(points)
+        linked: dict[str, tuple[tuple[str, float, float], ...]] = {}
+        for group in registry.placed.values():
+            if isinstance(group, KeyZone | WatchGroup):
+                rows = []
+                for uid in group.linked_units:
+                    loc = registry.placed[uid].location
+                    phi = math.radians(loc.lat)
+                    rows.append((uid, phi, math.radians(loc.lon), math.cos(phi)))
+                linked[group.id] = tuple(rows)
+        return cls(
+            registry=registry,
+            index=index,
+            nearby=Nearby(index, ((p.id, p.lat, p.lon) for p in points)),
+            linked_positions=MappingProxyType(linked),
+            addresses=MappingProxyType(
+                {e: tuple(c.address for c in cs) for e, cs in contacts.items()}
+            ),
+            people=MappingProxyType(
+                {
+                    e: frozenset(
+                        [c.volunteer_id for c in cs] + [c.radio_id for c in cs if c.radio_id]
+                    )
+                    for e, cs in contacts.items()
+                }
+            ),
+            max_frontage_radius_m=max(
+                (p.radius_m or 0.0 for p in points if p.kind == Kind.FRONTAGE_POINT.value),
+                default=0.0,
+            ),
+            contacts=MappingProxyType(contacts),
+            zone_of_unit=MappingProxyType({u: tuple(sorted(z)) for u, z in zone_of_unit.items()}),
+            address_owner=MappingProxyType(owner),
+        )
+
+    def placed(self, entity_id: str) -> Placed:
+        return self.registry.placed[entity_id]
+
+    def radius_of(self, entity_id: str) -> float:
+        p = self.registry.placed[entity_id]
+        return p.radius_m if isinstance(p, FrontagePoint) else 0.0
