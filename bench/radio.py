@@ -66,7 +66,9 @@ async def until(at: float) -> None:
     loop = asyncio.get_running_loop()
     if at - loop.time() > SPIN:
         await asyncio.sleep(at - loop.time() - SPIN)
-    while loop.time() < at:
+    while True:
+        if loop.time() >= at:
+            return
         await asyncio.sleep(0)
 
 
