@@ -118,11 +118,9 @@ class Gateway:
             try:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self._consume(consumer), name="gateway consume")
-                    tasks.create_task(self.sender.run(), name="gateway send")
+                    tasks.create_task(self._send(), name="gateway send")
                     tasks.create_task(self._events(), name="gateway events")
                     tasks.create_task(self._watch_link(), name="gateway link")
-                    if self.dialect is not None:
-                        tasks.create_task(self._poc_login(self.dialect), name="gateway poc")
                     self.ready.set()
             finally:
                 self._consumer = None
@@ -307,6 +305,11 @@ class Gateway:
             self.metrics.link_up.set(1)
             await self.link.wait_disconnected()
             self.metrics.link_up.set(0)
+
+    async def _send(self) -> None:
+        if self.dialect is not None:
+            await self._poc_login(self.dialect)  # before any PoC call-out needs it
+        await self.sender.run()
 
     async def _poc_login(self, dialect: poc.PocDialect) -> None:
         for command in (dialect.open(), dialect.login()):

@@ -18,13 +18,14 @@ from engine.kafka.connection import client_kwargs
 from engine.kafka.produce import producer
 from engine.kafka.tail import tail
 from engine.models import CallOut, Channel, Priority
-from engine.radio.directory import StaticDirectory
+from engine.radio.directory import RadioEntry, StaticDirectory, talk_group_number
 from engine.radio.gateway import Gateway
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import HexOpcodeDialect
 from engine.radio.sent_log import SentLog
 from engine.radio.simulator import HandsetScript, ModemSimulator, PtyModem
 from engine.radio.transport import ModemLink
+from engine.radio.voice import Voice
 
 pytestmark = pytest.mark.integration
 
@@ -108,12 +109,18 @@ async def running(gateway: Gateway) -> AsyncIterator[Gateway]:
 
 
 def make_gateway(
-    settings: Settings, link: ModemLink, log: Path, *, group: str = "radio-gateway", **kw: Any
+    settings: Settings,
+    link: ModemLink,
+    log: Path,
+    *,
+    group: str = "radio-gateway",
+    directory: StaticDirectory | None = None,
+    **kw: Any,
 ) -> Gateway:
     return Gateway(
         settings,
         link,
-        StaticDirectory.from_mapping(NUMBERS),
+        directory or StaticDirectory.from_mapping(NUMBERS),
         SentLog(log),
         radio_id="GW-TEST",
         group_id=group,
@@ -235,3 +242,47 @@ async def test_unplug_mid_fan_out_delivers_every_callout_exactly_once(
     assert Counter(r.number for r in modem.received) == Counter(NUMBERS.values())
     assert sorted(a["radio_id"] for a in acks) == sorted(NUMBERS)
     assert {a["kind"] for a in acks} == {"delivered"}
+
+
+async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_path: Path) -> None:
+    """poc_single calls the handset, poc_group joins its talk group; espeak-ng speaks."""
+    directory = StaticDirectory(
+        [RadioEntry("R001", NUMBERS["R001"], poc_id=860100001, talk_group="TG-KZ001")]
+    )
+    single = callout("R001").model_copy(
+        update={"channel": Channel.POC_SINGLE, "idempotency_key": "k-single"}
+    )
+    group = callout("R001").model_copy(
+        update={"channel": Channel.POC_GROUP, "idempotency_key": "k-group"}
+    )
+    modem = ModemSimulator()
+    gateway_kw = {"dialect": HexOpcodeDialect(), "voice": Voice(tail=0.05)}
+    async with (
+        asyncio.timeout(WITHIN),
+        PtyModem(modem) as host,
+        ModemLink(host.path) as link,
+        running(
+            make_gateway(
+                kafka_settings, link, tmp_path / "s.jsonl", directory=directory, **gateway_kw
+            )
+        ),
+    ):
+        await publish(kafka_settings, [single])
+        [first] = await records(kafka_settings, "acks", 1)
+        await publish(kafka_settings, [group])
+        acks = await records(kafka_settings, "acks", 2)
+    assert [a["channel"] for a in acks] == ["poc_single", "poc_group"]
+    assert first["kind"] == "delivered"
+    poc = [c for c in modem.commands if c.startswith("AT+POC=")]
+    gid = f"{talk_group_number('TG-KZ001'):08X}"
+    assert poc == [
+        "AT+POC=005200",
+        "AT+POC=030000",
+        f"AT+POC=0A0000{860100001:08X}",
+        "AT+POC=0B0000",
+        "AT+POC=0C0000",
+        f"AT+POC=092200{gid}",
+        "AT+POC=0B0000",
+        "AT+POC=0C0000",
+    ]
+    assert not modem.received  # no SMS for voice call-outs
