@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine import cli_platform
     from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
+    from engine.rules import cli as rules_cli
 
     parser = argparse.ArgumentParser(
         prog="engine",
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_platform.add_commands(sub)
     registry_cli.add_commands(sub)
     radio_cli.add_commands(sub)
+    rules_cli.add_commands(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from engine.models import TOPIC_MODELS
+from engine.rules.plan import plan_json_schema
 
 
 def rendered_schemas() -> dict[str, str]:
@@ -19,6 +20,8 @@ def rendered_schemas() -> dict[str, str]:
         out[f"{topic}.schema.json"] = (
             json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
         )
+    plan = plan_json_schema()
+    out["plan.schema.json"] = json.dumps(plan, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     return out
 
 

@@ -14,7 +14,12 @@ import pytest
 from engine.config import Settings
 from engine.kafka.connection import probe
 from engine.kafka.topics import ensure_topics
+from engine.registry.registry import load_registry
+from engine.rules.plan import LoadedPlan, load_plan
+from engine.rules.world import World
 from tests.kafka_broker import SessionBroker, session_broker
+
+REPO = Path(__file__).resolve().parents[1]
 
 TIERS = ("unit", "integration", "e2e")
 
@@ -61,6 +66,17 @@ def kafka_settings(kafka: SessionBroker, tmp_path: Path) -> Settings:
     report = asyncio.run(ensure_topics(settings))
     assert report.ok, report.mismatched
     return settings
+
+
+@pytest.fixture(scope="session")
+def tangxia_world() -> World:
+    """The shipped Tangxia registry prepared for dispatch (built once: about a second)."""
+    return World.build(load_registry(REPO / "data" / "tangxia"))
+
+
+@pytest.fixture(scope="session")
+def default_plan() -> LoadedPlan:
+    return load_plan()
 
 
 @pytest.fixture(autouse=True)

@@ -10,27 +10,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
 from engine.config import Settings
-from engine.errors import KafkaUnavailable, UsageError
-from engine.geo.areas import area_by_id, area_of
+from engine.errors import KafkaUnavailable
 from engine.kafka.connection import producer_kwargs
 from engine.models import Incident
+from engine.rules.intake import with_area
 
-
-def with_area(incident: Incident) -> Incident:
-    """The incident with ``area`` set: kept if given and known, else derived from the
-    location. Raises UsageError for an unknown area or a location outside every area."""
-    if incident.area is not None:
-        if area_by_id(incident.area) is None:
-            raise UsageError(f"unknown dispatch area {incident.area!r}")
-        return incident
-    area = area_of(incident.location.lat, incident.location.lon)
-    if area is None:
-        loc = incident.location
-        raise UsageError(
-            f"location lat={loc.lat} lon={loc.lon} is outside every dispatch area "
-            "(Tangxia is about lat 22.74-22.87, lon 114.00-114.16; lat and lon swapped?)"
-        )
-    return incident.model_copy(update={"area": area.id})
+__all__ = ["produce_incidents", "producer", "with_area"]
 
 
 @contextlib.asynccontextmanager

@@ -111,7 +111,6 @@ class _Draft:
 
     recipients: list[Called] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
-    entities: set[str] = field(default_factory=set)
     zones: list[Pick] = field(default_factory=list)
     units: list[Pick] = field(default_factory=list)
     preempted: list[str] = field(default_factory=list)
@@ -176,7 +175,9 @@ def _decide_stage(
     draft = _Draft()
     draft.reasons.append(R.plan_response(response.name, stage_no, len(response.stages)))
     seen = set(history.entities)
-    placed = world.registry.placed
+    names, people_of, addresses = world.names, world.people, world.addresses
+    unavailable, offline = availability.unavailable, availability.offline_radios
+    recipients = draft.recipients
 
     def add(
         entity_id: str,
@@ -191,31 +192,18 @@ def _decide_stage(
         listed for both, and paged once (see engine.rules.callouts)."""
         if entity_id in seen:
             return False
-        people = world.people.get(entity_id)
+        people = people_of.get(entity_id)
         if people is None:
             return False
-        if people.isdisjoint(availability.unavailable) and people.isdisjoint(
-            availability.offline_radios
-        ):
-            contacts = world.addresses[entity_id]
+        if people.isdisjoint(unavailable) and people.isdisjoint(offline):
+            contacts = addresses[entity_id]
         else:
             contacts = tuple(c.address for c in _reachable(world, availability, entity_id))
         if not contacts:
             return False
         seen.add(entity_id)
-        draft.entities.add(entity_id)
-        draft.recipients.append(
-            Called(
-                entity_id,
-                kind,
-                why,
-                d,
-                placed[entity_id].name_zh,
-                contacts,
-                zone,
-                posts,
-            )  # positional: a NamedTuple, the cheapest record Python builds
-        )
+        # positional: a NamedTuple, the cheapest record Python builds
+        recipients.append(Called(entity_id, kind, why, d, names[entity_id], contacts, zone, posts))
         return True
 
     if stage.schools_within_m is not None:
@@ -240,6 +228,13 @@ def _decide_stage(
         _command_centre(plan, draft)
 
     equipment = _equipment(world, response.equipment, lat, lon)
+    for e in equipment:
+        draft.reasons.append(
+            R.both(
+                f"最近的{e['item']}器材点 {e['name_zh']}（{e['distance_m']:.0f}米）",
+                f"nearest {e['item']}: {e['id']} ({e['distance_m']:.0f} m)",
+            )
+        )
     quorum = stage.quorum
     units_called = len(draft.units) + _units_called_before(history, world)
     units_needed = min(quorum.linked_units, units_called)

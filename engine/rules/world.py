@@ -71,9 +71,13 @@ class World:
     nearby: Nearby
     linked_positions: Mapping[str, tuple[tuple[str, float, float, float], ...]]
     """zone or watch group id -> (unit id, lat rad, lon rad, cos lat) of each linked unit"""
-    addresses: Mapping[str, tuple[str, ...]]
+    sms_numbers: dict[str, str]
+    """contact address -> the SMS number behind it (handset SIM or the volunteer's phone)"""
+    names: dict[str, str]
+    """entity id -> Chinese name (plain dicts here: the hot path reads them per recipient)"""
+    addresses: dict[str, tuple[str, ...]]
     """entity id -> its contacts' addresses (everyone reachable when all are available)"""
-    people: Mapping[str, frozenset[str]]
+    people: dict[str, frozenset[str]]
     """entity id -> volunteer ids and radio ids behind its contacts, to test availability"""
     max_frontage_radius_m: float
 
@@ -143,17 +147,16 @@ class World:
             index=index,
             nearby=Nearby(index, ((p.id, p.lat, p.lon) for p in points)),
             linked_positions=MappingProxyType(linked),
-            addresses=MappingProxyType(
-                {e: tuple(c.address for c in cs) for e, cs in contacts.items()}
-            ),
-            people=MappingProxyType(
-                {
-                    e: frozenset(
-                        [c.volunteer_id for c in cs] + [c.radio_id for c in cs if c.radio_id]
-                    )
-                    for e, cs in contacts.items()
-                }
-            ),
+            sms_numbers={
+                **{f"sms:{v.id}": v.phone for v in registry.volunteers.values()},
+                **{r.id: r.sms_number for r in registry.radios.values()},
+            },
+            names={p.id: p.name_zh for p in registry.placed.values()},
+            addresses={e: tuple(c.address for c in cs) for e, cs in contacts.items()},
+            people={
+                e: frozenset([c.volunteer_id for c in cs] + [c.radio_id for c in cs if c.radio_id])
+                for e, cs in contacts.items()
+            },
             max_frontage_radius_m=max(
                 (p.radius_m or 0.0 for p in points if p.kind == Kind.FRONTAGE_POINT.value),
                 default=0.0,
