@@ -11,7 +11,12 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := ENGINE_DATA_DIR=$(CURDIR)/.engine/test ENGINE_BROKER_PORT=19092 \
 	ENGINE_BROKER_CONTROLLER_PORT=19093 ENGINE_KAFKA_BOOTSTRAP=127.0.0.1:19092
 
-.PHONY: all venv demo test lint broker-start broker-stop topics schemas clean
+# Debian packages the radio tests drive for real: Hamlib's rigctld (PTT over TCP) and
+# espeak-ng (Mandarin voice for PoC call-outs).
+APT_PACKAGES := libhamlib-utils espeak-ng
+APT_BINARIES := rigctld espeak-ng
+
+.PHONY: all venv sysdeps demo test lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -22,6 +27,15 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+sysdeps:
+	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (Debian: $(APT_PACKAGES))"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
 
 broker-start: venv
 	$(ENGINE) broker start
@@ -46,7 +60,7 @@ demo: topics
 	@echo "--- the incidents topic, read back from Kafka ---"
 	$(ENGINE) tail incidents --from-beginning --idle-timeout 3
 
-test: venv
+test: venv sysdeps
 	@set -e; export $(TEST_ENV); \
 	$(ENGINE) broker start; \
 	trap '$(ENGINE) broker stop' EXIT; \

@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.geo.areas import TANGXIA, point_in_polygon
+from engine.geo.areas import TANGXIA
 from engine.models import Incident, IncidentType, Location, Priority
 from engine.registry.models import (
     EquipmentPoint,

@@ -15,6 +15,7 @@ from engine.config import Settings, load_settings
 from engine.errors import UsageError
 from engine.models import Incident, IncidentType, Priority
 
+
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 

@@ -68,7 +68,9 @@ def callouts_for(
                 distance_m=r.distance_m,
                 extra=equipment,
             )
-            text = texts[0] if len(texts) == 1 else _full_text(incident, code, r.distance_m, equipment)
+            text = (
+                texts[0] if len(texts) == 1 else _full_text(incident, code, r.distance_m, equipment)
+            )
             out.append(
                 CallOut(
                     idempotency_key=CallOut.key_for(incident.id, decision.stage, address),

@@ -20,8 +20,6 @@ from functools import lru_cache
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from engine.geo.distance import haversine_rad_m
-from engine.geo.points import Filter, Hit
 from engine.models import Decision, Incident
 from engine.registry.models import (
     Equipment,
@@ -62,7 +60,6 @@ KIND_ORDER = {
     OBSERVER: 6,
     COMMAND_CENTRE: 7,
 }
-
 
 
 class _Add(Protocol):
@@ -120,8 +117,6 @@ class _Draft:
 @lru_cache(maxsize=8)
 def _zone(tz: str) -> ZoneInfo:
     return ZoneInfo(tz)
-
-
 
 
 def decide(
@@ -510,8 +505,14 @@ def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
     why_en = "; ".join(en for _, en in draft.command_centre_why)
     contacts = [a for a in (cc.radio_id, f"sms:{cc.id}" if cc.sms_number else None) if a]
     draft.recipients.append(
-        Called(cc.id, COMMAND_CENTRE, R.command_centre(why_zh, why_en), None, cc.name_zh,
-               tuple(contacts))
+        Called(
+            cc.id,
+            COMMAND_CENTRE,
+            R.command_centre(why_zh, why_en),
+            None,
+            cc.name_zh,
+            tuple(contacts),
+        )
     )
     draft.reasons.append(R.command_centre(why_zh, why_en))
 
@@ -536,5 +537,3 @@ def _equipment(
                 )
                 break
     return out
-
-

@@ -200,9 +200,7 @@ def on_ack(dispatch: Dispatch, ack: Ack) -> AckOutcome:
     if ack.incident_id != dispatch.incident.id:
         raise ValueError(f"ack for {ack.incident_id} applied to {dispatch.incident.id}")
     if dispatch.status not in OPEN:
-        return AckOutcome(
-            _record(dispatch, ack), "ignored", f"incident is {dispatch.status.value}"
-        )
+        return AckOutcome(_record(dispatch, ack), "ignored", f"incident is {dispatch.status.value}")
     entities = dispatch.entities_of(ack.radio_id)
     if not entities:
         return AckOutcome(
@@ -211,8 +209,10 @@ def on_ack(dispatch: Dispatch, ack: Ack) -> AckOutcome:
     if ack.kind is AckKind.DELIVERED:
         return AckOutcome(_record(dispatch, ack), "recorded", "delivery report")
 
-    accepted, declined, on_scene = set(dispatch.accepted), set(dispatch.declined), set(
-        dispatch.on_scene
+    accepted, declined, on_scene = (
+        set(dispatch.accepted),
+        set(dispatch.declined),
+        set(dispatch.on_scene),
     )
     if ack.kind is AckKind.DECLINE:
         declined.update(entities)
@@ -347,6 +347,7 @@ def _end(
     to: Lifecycle,
 ) -> EndOutcome:
     from engine.rules.callouts import stand_down  # callouts imports this module
+
     if dispatch.status not in OPEN and dispatch.status is not Lifecycle.UNANSWERED:
         return EndOutcome(dispatch, [], [])
     entry = TimelineEntry(at=now, state=to, who=who, what=why)

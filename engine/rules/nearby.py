@@ -39,7 +39,9 @@ _TWO_R = 2.0 * EARTH_RADIUS_M
 _sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
 
 
-def haversine_pre_m(phi1: float, lam1: float, cos1: float, phi2: float, lam2: float, cos2: float) -> float:
+def haversine_pre_m(
+    phi1: float, lam1: float, cos1: float, phi2: float, lam2: float, cos2: float
+) -> float:
     """:func:`engine.geo.distance.haversine_rad_m` with ``cos(phi)`` of both points
     precomputed: the same operations in the same order, so bit-for-bit the same result
     (a unit test holds it to that), at about half the cost on the hot path."""
@@ -66,7 +68,9 @@ class Nearby:
         self._cache: dict[tuple[object, ...], tuple[_Point, ...] | None] = {}
         self._sorted: dict[tuple[object, ...], tuple[float, tuple[tuple[float, _Point], ...]]] = {}
 
-    def ranked(self, lat: float, lon: float, kind: str, radius_m: float) -> Iterator[tuple[float, str]]:
+    def ranked(
+        self, lat: float, lon: float, kind: str, radius_m: float
+    ) -> Iterator[tuple[float, str]]:
         """Points of ``kind`` within ``radius_m``, lazily, in (distance, id) order: the
         same sequence as :meth:`within`, but a caller that stops after the first few
         pays only for those. Candidates are visited by their distance ``dc`` from the
@@ -84,7 +88,9 @@ class Nearby:
         while True:
             while i < n and (not heap or cands[i][0] - h - _BOUND_SLACK_M <= heap[0][0]):
                 p = cands[i][1]
-                heapq.heappush(heap, (haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi), p.id))
+                heapq.heappush(
+                    heap, (haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi), p.id)
+                )
                 i += 1
             if not heap:
                 return
@@ -132,8 +138,10 @@ class Nearby:
         c_phi = math.radians((cell[0] + 0.5) * CELL_DEG)
         c_lam = math.radians((cell[1] + 0.5) * CELL_DEG)
         by_centre = tuple(
-            sorted(((haversine_rad_m(c_phi, c_lam, p.phi, p.lam), p) for p in cands),
-                   key=lambda t: (t[0], t[1].id))
+            sorted(
+                ((haversine_rad_m(c_phi, c_lam, p.phi, p.lam), p) for p in cands),
+                key=lambda t: (t[0], t[1].id),
+            )
         )
         if len(self._sorted) >= CACHE_LIMIT:
             self._sorted.clear()
@@ -159,7 +167,12 @@ class Nearby:
         return out
 
     def covering(
-        self, lat: float, lon: float, kind: str, radius_of: Callable[[str], float], max_radius: float
+        self,
+        lat: float,
+        lon: float,
+        kind: str,
+        radius_of: Callable[[str], float],
+        max_radius: float,
     ) -> list[tuple[float, str]]:
         """Points of ``kind`` whose own radius reaches (lat, lon) (door-front points)."""
         phi, lam = math.radians(lat), math.radians(lon)

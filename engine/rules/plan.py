@@ -120,7 +120,9 @@ class Plan(_Frozen):
         ]
         if missing:
             raise ValueError(
-                "no response for " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
+                "no response for "
+                + ", ".join(missing[:8])
+                + (" ..." if len(missing) > 8 else "")
                 + "; add a catch-all response (types: all types, no priorities limit)"
             )
         return self

@@ -60,8 +60,7 @@ def quorum(zone_team: bool, units_needed: int, timeout_s: float) -> str:
     en_team = "the zone team plus " if zone_team else ""
     return both(
         f"需 {zh_team}至少 {units_needed} 个联动单位接警，{timeout_s:.0f}秒内",
-        f"quorum: {en_team}at least {units_needed} linked units accept within "
-        f"{timeout_s:.0f} s",
+        f"quorum: {en_team}at least {units_needed} linked units accept within {timeout_s:.0f} s",
     )
 
 

@@ -133,7 +133,7 @@ class World:
             if p.kind in INDEXED_KINDS
         ]
         index = SpatialIndex(points)
-        linked: dict[str, tuple[tuple[str, float, float], ...]] = {}
+        linked: dict[str, tuple[tuple[str, float, float, float], ...]] = {}
         for group in registry.placed.values():
             if isinstance(group, KeyZone | WatchGroup):
                 rows = []

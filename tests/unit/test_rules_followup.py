@@ -44,7 +44,9 @@ def fire(tangxia_world: World, default_plan: LoadedPlan) -> tuple[Incident, Disp
 
 
 def _ack(incident: Incident, address: str, kind: str, seconds: int) -> Ack:
-    return Ack(incident_id=incident.id, radio_id=address, kind=kind, at=T0 + timedelta(seconds=seconds))  # type: ignore[arg-type]  # noqa: E501
+    return Ack(
+        incident_id=incident.id, radio_id=address, kind=kind, at=T0 + timedelta(seconds=seconds)
+    )  # type: ignore[arg-type]
 
 
 def _contact(dispatch: Dispatch, kind: str, nth: int = 0) -> str:
@@ -146,7 +148,7 @@ def test_duplicate_ack_changes_nothing(fire: tuple[Incident, Dispatch]) -> None:
 def test_missed_deadline_escalates_to_the_next_zone_then_unanswered(
     fire: tuple[Incident, Dispatch], tangxia_world: World, default_plan: LoadedPlan
 ) -> None:
-    incident, d = fire
+    _, d = fire
     early = on_timeout(d, tangxia_world, Availability(), default_plan, T0 + timedelta(seconds=44))
     assert early.effect == "stale" and early.dispatch is d
 
@@ -179,27 +181,33 @@ def test_late_accept_from_stage_0_still_counts_after_escalation(
 ) -> None:
     incident, d = fire
     stage0 = d
-    d = on_timeout(d, tangxia_world, Availability(), default_plan, T0 + timedelta(seconds=45)).dispatch
+    d = on_timeout(
+        d, tangxia_world, Availability(), default_plan, T0 + timedelta(seconds=45)
+    ).dispatch
     for i in range(2):  # stage-0 people answering late
         d = on_ack(d, _ack(incident, _unit_only_contact(stage0, i), "accept", 50 + i)).dispatch
     assert not quorum_status(d).met
     out = on_ack(d, _ack(incident, _zone_member_at_unit(d), "accept", 60))
     assert out.effect == "quorum_met" and out.dispatch.status is Lifecycle.ACKNOWLEDGED
-    stale = on_timeout(out.dispatch, tangxia_world, Availability(), default_plan, T0 + timedelta(hours=1))
+    stale = on_timeout(
+        out.dispatch, tangxia_world, Availability(), default_plan, T0 + timedelta(hours=1)
+    )
     assert stale.effect == "stale"
 
 
 def test_cancel_stands_everyone_down_once(
     fire: tuple[Incident, Dispatch], tangxia_world: World, default_plan: LoadedPlan
 ) -> None:
-    incident, d = fire
+    _, d = fire
     out = on_cancel(d, tangxia_world, default_plan, T0 + timedelta(minutes=2), "op3", "false alarm")
     assert out.dispatch.status is Lifecycle.CANCELLED
     assert out.released_zones == [d.decisions[0].zone.id]  # type: ignore[union-attr]
     paged = paged_before(d.decisions)
     assert {c.radio_id for c in out.stand_down} == paged
     assert all("警情已取消" in c.text and c.to for c in out.stand_down)
-    again = on_cancel(out.dispatch, tangxia_world, default_plan, T0 + timedelta(minutes=3), "op3", "x")
+    again = on_cancel(
+        out.dispatch, tangxia_world, default_plan, T0 + timedelta(minutes=3), "op3", "x"
+    )
     assert again.stand_down == [] and again.dispatch is out.dispatch
 
 

@@ -160,7 +160,9 @@ def test_missing_child_lookout_to_observers_within_2km(
     at = datetime(2026, 11, 30, 19, 5, tzinfo=CST)
     lat, lon = 22.8190, 114.1052
     observers = tangxia_world.registry.observers.values()
-    fixes = {o.id: Fix(o.location.lat, o.location.lon, at - timedelta(seconds=60)) for o in observers}
+    fixes = {
+        o.id: Fix(o.location.lat, o.location.lon, at - timedelta(seconds=60)) for o in observers
+    }
     fixes["OB145"] = Fix(fixes["OB145"].lat, fixes["OB145"].lon, at - timedelta(minutes=30))
     incident = Incident(
         id="INC-GOLD-CHILD",

@@ -64,7 +64,9 @@ def test_a_plan_that_leaves_a_type_uncovered_is_refused(tmp_path: Path) -> None:
         "name: tiny\nresponses:\n  - name: fires\n    types: [fire]\n    stages: [{}]\n",
         encoding="utf-8",
     )
-    with pytest.raises(ConfigError, match=r"1:1: \(plan\): Value error, no response for medical/P1"):
+    with pytest.raises(
+        ConfigError, match=r"1:1: \(plan\): Value error, no response for medical/P1"
+    ):
         load_plan(path)
 
 

@@ -115,9 +115,23 @@ def test_determinism_does_not_depend_on_cache_state(default_plan: LoadedPlan) ->
         lat = MIN_LAT + (MAX_LAT - MIN_LAT) * ((i * 37) % 100) / 100
         lon = MIN_LON + (MAX_LON - MIN_LON) * ((i * 61) % 100) / 100
         if TANGXIA.contains(lat, lon):
-            probe = Incident(id="W", type="theft", priority="P3", location={"lat": lat, "lon": lon}, area="tangxia", raised_at=at)  # type: ignore[arg-type]  # noqa: E501
+            probe = Incident(
+                id="W",
+                type="theft",
+                priority="P3",
+                location={"lat": lat, "lon": lon},
+                area="tangxia",
+                raised_at=at,
+            )  # type: ignore[arg-type]
             decide(probe, warm, Availability(), default_plan, at)
-    incident = Incident(id="X", type="fire", priority="P1", location={"lat": 22.8031, "lon": 114.0842}, area="tangxia", raised_at=at)  # type: ignore[arg-type]  # noqa: E501
+    incident = Incident(
+        id="X",
+        type="fire",
+        priority="P1",
+        location={"lat": 22.8031, "lon": 114.0842},
+        area="tangxia",
+        raised_at=at,
+    )  # type: ignore[arg-type]
     assert (
         decide(incident, cold, Availability(), default_plan, at).to_json()
         == decide(incident, warm, Availability(), default_plan, at).to_json()
@@ -237,9 +251,7 @@ def test_door_front_coverage_equals_brute_force(
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.floats(-1.5, 1.5), st.floats(-3.1, 3.1), st.floats(-1.5, 1.5), st.floats(-3.1, 3.1)
-)
+@given(st.floats(-1.5, 1.5), st.floats(-3.1, 3.1), st.floats(-1.5, 1.5), st.floats(-3.1, 3.1))
 def test_haversine_with_precomputed_cosines_is_bit_identical(
     p1: float, l1: float, p2: float, l2: float
 ) -> None:

@@ -42,9 +42,19 @@ def _incident_lines(n: int, seed: int) -> list[str]:
     return lines
 
 
-def _run(world: World, plan: LoadedPlan, lines: list[str], independent: bool) -> tuple[int, list[dict], str]:  # type: ignore[type-arg]  # noqa: E501
+def _run(
+    world: World, plan: LoadedPlan, lines: list[str], independent: bool
+) -> tuple[int, list[dict], str]:  # type: ignore[type-arg]
     out, err = io.StringIO(), io.StringIO()
-    code = replay(io.StringIO("\n".join(lines) + "\n"), out, err, world, plan, at=None, independent=independent)  # noqa: E501
+    code = replay(
+        io.StringIO("\n".join(lines) + "\n"),
+        out,
+        err,
+        world,
+        plan,
+        at=None,
+        independent=independent,
+    )
     return code, [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
 
 
@@ -69,7 +79,9 @@ def test_every_incident_gets_the_nearest_available_zone_with_its_units(
             for z in zones.values()
             if z.id not in committed or committed[z.id] in response.preempt
         )
-        in_range = [(dist, zid) for dist, zid in eligible if dist <= response.stages[0].max_distance_m]
+        in_range = [
+            (dist, zid) for dist, zid in eligible if dist <= response.stages[0].max_distance_m
+        ]
         if not in_range:
             assert d["zone"] is None and d["command_centre"]
             continue
@@ -97,8 +109,13 @@ def test_bad_lines_are_reported_with_their_number_and_skipped(
     tangxia_world: World, default_plan: LoadedPlan
 ) -> None:
     good = _incident_lines(2, seed=5)
-    lines = [good[0], "{not json", '{"type": "fire", "priority": "P9", "location": {"lat": 22.8, "lon": 114.08}}',
-             '{"type": "fire", "priority": "P1", "location": {"lat": 23.02, "lon": 113.75}}', good[1]]  # fmt: skip
+    lines = [
+        good[0],
+        "{not json",
+        '{"type": "fire", "priority": "P9", "location": {"lat": 22.8, "lon": 114.08}}',
+        '{"type": "fire", "priority": "P1", "location": {"lat": 23.02, "lon": 113.75}}',
+        good[1],
+    ]
     code, decisions, err = _run(tangxia_world, default_plan, lines, independent=False)
     assert code == 1
     assert [d["incident_id"] for d in decisions] == ["INC-R-0000", "INC-R-0001"]
