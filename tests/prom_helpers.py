@@ -107,8 +107,7 @@ def recording_rule_names() -> set[str]:
 
 # --- PromQL: the metric names an expression reads ----------------------------------------
 
-_FUNCTIONS_AND_KEYWORDS = frozenset(
-    """abs absent absent_over_time avg avg_over_time bool bottomk by ceil changes clamp
+_PROMQL_WORDS = """abs absent absent_over_time avg avg_over_time bool bottomk by ceil changes clamp
     clamp_max clamp_min count count_over_time count_values day_of_month day_of_week
     day_of_year days_in_month delta deriv exp floor group group_left group_right
     histogram_quantile holt_winters hour idelta ignoring increase inf irate label_join
@@ -116,8 +115,8 @@ _FUNCTIONS_AND_KEYWORDS = frozenset(
     month nan offset on or and unless predict_linear present_over_time quantile
     quantile_over_time rate resets round scalar sgn sort sort_desc sqrt stddev
     stddev_over_time stdvar stdvar_over_time sum sum_over_time time timestamp topk vector
-    without year""".split()
-)
+    without year"""
+_FUNCTIONS_AND_KEYWORDS = frozenset(_PROMQL_WORDS.split())
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
