@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
     from engine.rules import cli as rules_cli
+    from engine.streams import cli as streams_cli
 
     parser = argparse.ArgumentParser(
         prog="engine",
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     registry_cli.add_commands(sub)
     radio_cli.add_commands(sub)
     rules_cli.add_commands(sub)
+    streams_cli.add_commands(sub)
     return parser
 
 

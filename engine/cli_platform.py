@@ -116,11 +116,11 @@ def cmd_raise(args: argparse.Namespace) -> int:
 
 # --- tail -----------------------------------------------------------------------------
 def cmd_tail(args: argparse.Namespace) -> int:
-    from engine.config import LOGICAL_TOPICS
+    from engine.config import ALL_TOPICS
     from engine.kafka.tail import tail
 
     settings = _settings(args)
-    topic = settings.topic(args.topic) if args.topic in LOGICAL_TOPICS else args.topic
+    topic = settings.topic(args.topic) if args.topic in ALL_TOPICS else args.topic
 
     async def run() -> None:
         async for record in tail(

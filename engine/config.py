@@ -37,6 +37,12 @@ LOGICAL_TOPICS = (
 )
 """The topics of DESIGN.md §4, by their logical names."""
 
+INTERNAL_TOPICS = ("area-events",)
+"""The worker's own topics: ``area-events`` carries acks, unit status, deadline ticks and
+forwarded incidents to the owner of an area, co-partitioned with ``incidents``."""
+
+ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS
+
 
 class TopicNames(BaseModel):
     """Actual topic names, per logical topic. Defaults are the logical names."""
@@ -50,13 +56,14 @@ class TopicNames(BaseModel):
     acks: str = "acks"
     incident_state: str = "incident-state"
     deadletter: str = "deadletter"
+    area_events: str = "engine-area-events"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
         return value
 
     def items(self) -> Iterator[tuple[str, str]]:
-        for logical in LOGICAL_TOPICS:
+        for logical in ALL_TOPICS:
             yield logical, self.name_of(logical)
 
 
@@ -130,11 +137,13 @@ class Settings(BaseSettings):
     # --- derived --------------------------------------------------------------------
     def topic(self, logical: str) -> str:
         """The real name of a logical topic (``incidents`` -> ``<prefix>incidents``)."""
-        if logical not in LOGICAL_TOPICS:
-            raise KeyError(f"unknown topic {logical!r}; known: {', '.join(LOGICAL_TOPICS)}")
+        if logical not in ALL_TOPICS:
+            raise KeyError(f"unknown topic {logical!r}; known: {', '.join(ALL_TOPICS)}")
         return self.topic_prefix + self.topics.name_of(logical)
 
     def partitions_of(self, logical: str) -> int:
+        if logical == "area-events":  # must be co-partitioned with incidents
+            logical = "incidents"
         return self.topic_partitions.get(logical, self.partitions)
 
     def redacted(self) -> dict[str, Any]:

@@ -260,7 +260,14 @@ class DeadLetter(Record):
     offset: int | None = None
     error: str
     reason: Literal[
-        "not_json", "invalid", "unsupported_version", "out_of_area", "duplicate", "other"
+        "not_json",
+        "invalid",
+        "unsupported_version",
+        "out_of_area",
+        "duplicate",
+        "unknown_incident",
+        "unknown_unit",
+        "other",
     ] = "invalid"
     at: AwareDatetime = Field(default_factory=utcnow)
 

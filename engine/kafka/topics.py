@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from engine.config import LOGICAL_TOPICS, Settings
+from engine.config import ALL_TOPICS, Settings
 from engine.errors import KafkaUnavailable
 from engine.kafka.connection import client_kwargs
 
@@ -57,7 +57,7 @@ class TopicReport:
 def wanted_topics(settings: Settings) -> list[TopicSpec]:
     rf = settings.replication_factor
     specs = []
-    for logical in LOGICAL_TOPICS:
+    for logical in ALL_TOPICS:
         configs = {"min.insync.replicas": str(min(2, rf))}
         if logical == "incident-state":
             # the live board needs the latest state per incident, forever

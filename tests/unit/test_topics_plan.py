@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import LOGICAL_TOPICS, Settings
+from engine.config import ALL_TOPICS, Settings
 from engine.kafka.topics import DAY_MS, ExistingTopic, compare, wanted_topics
 
 pytestmark = pytest.mark.unit
@@ -17,9 +17,10 @@ def _as_existing(settings: Settings) -> dict[str, ExistingTopic]:
 
 def test_every_design_topic_with_its_settings() -> None:
     specs = {s.logical: s for s in wanted_topics(Settings(topic_partitions={"incidents": 32}))}
-    assert set(specs) == set(LOGICAL_TOPICS)
+    assert set(specs) == set(ALL_TOPICS)
     assert specs["incident-state"].configs["cleanup.policy"] == "compact"
     assert specs["incidents"].partitions == 32
+    assert specs["area-events"].partitions == 32  # co-partitioned with incidents
     for audit in ("incidents", "decisions", "acks"):
         assert int(specs[audit].configs["retention.ms"]) >= 30 * DAY_MS
         assert specs[audit].configs["cleanup.policy"] == "delete"
@@ -34,7 +35,7 @@ def test_nothing_to_do_when_all_match() -> None:
     s = Settings()
     to_create, unchanged, mismatched = compare(wanted_topics(s), _as_existing(s))
     assert (to_create, mismatched) == ([], {})
-    assert len(unchanged) == len(LOGICAL_TOPICS)
+    assert len(unchanged) == len(ALL_TOPICS)
 
 
 def test_missing_topics_are_created() -> None:
@@ -60,4 +61,4 @@ def test_different_settings_are_reported_not_accepted() -> None:
 
 def test_prefix_applies_to_every_topic() -> None:
     names = {s.name for s in wanted_topics(Settings(topic_prefix="tx."))}
-    assert names == {f"tx.{t}" for t in LOGICAL_TOPICS}
+    assert names == {f"tx.{t}" for t in ALL_TOPICS}

@@ -1,0 +1,387 @@
+"""The faust app: Kafka topics in, the pure rules in between, records out.
+
+Topology (DESIGN.md §3-4)::
+
+    incidents (key: area) ─────────────┐
+    area-events (internal, key: area) ─┴─▶ area agent ─▶ decisions, callouts,
+    acks (key: incident) ─▶ ack router ─▶ area-events     incident-state, deadletter
+    unit-status (key: unit) ─▶ status router ─▶ area-events
+    timer (1 s) ─▶ area-events (deadline ticks)
+
+``incidents``, ``area-events`` and the state tables' changelogs have the same partition
+count, and faust assigns co-partitioned topics together: partition p of all of them goes
+to one worker, whose area agent (concurrency 1: faust-streaming can commit past an
+unfinished message with more) applies an area's events in order. A correctly keyed
+incident is decided with no repartition hop; everything else takes one hop through
+``area-events``.
+
+Delivery: at-least-once. Outputs go through an idempotent producer (acks=all) and are
+awaited before the agent takes its next event; faust commits an offset only after the
+agent moved past it and the producer flushed. A re-read incident is a duplicate (its id
+is in the state table) or, if the crash came before the state was written, is decided
+again from the same state and event time, giving the same records and idempotency keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from mode import Service
+
+from engine.config import Settings
+from engine.errors import ConfigError
+from engine.kafka.connection import client_kwargs, producer_kwargs
+from engine.metrics import WorkerMetrics, incident_labels, stage_label
+from engine.models import Ack, DeadLetter, Incident, UnitStatus
+from engine.registry.registry import load_registry
+from engine.rules.plan import LoadedPlan, load_plan
+from engine.rules.world import World
+from engine.streams.core import AreaCore, Effects
+from engine.streams.events import AreaEvent
+from engine.streams.intake import Origin, parse, parse_incident
+
+log = logging.getLogger(__name__)
+
+TICK_RESEND_S = 5.0
+"""A due deadline is re-announced at most this often until the agent handled it."""
+RELOAD_CHECK_S = 5.0
+
+
+@dataclass
+class Sources:
+    """Where the registry and plan come from, for reloads."""
+
+    registries: list[Path]
+    plan: Path | None
+
+
+def load_worlds(registries: list[Path]) -> dict[str, World]:
+    """Area id -> World for each registry directory (ConfigError if one is invalid)."""
+    worlds: dict[str, World] = {}
+    for path in registries:
+        registry = load_registry(path)
+        area = registry.area
+        if area is None:
+            raise ConfigError(f"registry {path}: registry.json must name its dispatch area")
+        if area in worlds:
+            raise ConfigError(f"registry {path}: area {area!r} is loaded twice")
+        worlds[area] = World.build(registry)
+    return worlds
+
+
+class Outputs(Service):
+    """The worker's idempotent producer for everything it publishes."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.producer: AIOKafkaProducer | None = None
+
+    async def on_start(self) -> None:
+        self.producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+        await self.producer.start()
+
+    async def on_stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send_all(self, records: list[tuple[str, str, bytes]]) -> None:
+        """Send and wait until every record is acknowledged by all in-sync replicas."""
+        assert self.producer is not None
+        futures = [
+            await self.producer.send(topic, value, key=key.encode("utf-8"))
+            for topic, key, value in records
+        ]
+        for f in futures:
+            await f
+
+
+def build_app(
+    settings: Settings,
+    sources: Sources,
+    metrics: WorkerMetrics | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> tuple[faust.App, AreaCore]:
+    """The worker app. Registry and plan are loaded (and validated) before anything
+    connects: a bad file stops the worker before it consumes a record."""
+    worlds = load_worlds(sources.registries)
+    plan = load_plan(sources.plan)
+    metrics = metrics or WorkerMetrics()
+    partitions = settings.partitions_of("incidents")
+    app_id = f"{settings.topic_prefix}tangxia-engine-worker"
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.5,
+        broker_commit_every=100,
+        web_enabled=False,
+        table_standby_replicas=0,
+        producer_acks=-1,
+        stream_wait_empty=True,
+        logging_config=None,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    incidents = app.topic(settings.topic("incidents"), **raw)
+    # created by `engine topics ensure` / ensure_topics(), co-partitioned with incidents
+    area_events = app.topic(settings.topic("area-events"), **raw)
+    acks = app.topic(settings.topic("acks"), **raw)
+    unit_status = app.topic(settings.topic("unit-status"), **raw)
+    area_input = app.topic(settings.topic("incidents"), area_events.get_topic_name(), **raw)
+
+    # JSON keys and values (faust's table serializer default): dicts of the models
+    dispatches = app.Table("dispatches", default=None, partitions=partitions)
+    statuses = app.Table("unit-statuses", default=None, partitions=partitions)
+    core = AreaCore(worlds, plan, dispatches, statuses)
+    outputs = Outputs(settings)
+    app.service(outputs)
+    partitioner = DefaultPartitioner()
+    topic_names = {logical: settings.topic(logical) for logical in
+                   ("decisions", "callouts", "incident-state", "deadletter")}  # fmt: skip
+    area_events_name = area_events.get_topic_name()
+    incidents_name = settings.topic("incidents")
+
+    def expected_partition(area: str) -> int:
+        key = area.encode("utf-8")
+        return int(partitioner(key, list(range(partitions)), list(range(partitions))))
+
+    async def publish(fx: Effects) -> None:
+        await outputs.send_all([(topic_names[o.topic], o.key, o.value) for o in fx.out])
+        _count(metrics, fx)
+
+    async def forward(event: AreaEvent) -> None:
+        await outputs.send_all([(area_events_name, event.area, event.to_bytes())])
+
+    async def dead_letter(letter: DeadLetter, key: str) -> None:
+        await outputs.send_all([(topic_names["deadletter"], key, letter.to_json_bytes())])
+        metrics.deadletters.labels(reason=letter.reason).inc()
+
+    @app.agent(area_input, concurrency=1)
+    async def area_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            origin = _origin(msg)
+            if msg.topic == incidents_name:
+                parsed = parse_incident(msg.value, origin)
+                if isinstance(parsed, DeadLetter):
+                    await dead_letter(parsed, (msg.key or b"").decode("utf-8", "replace"))
+                    continue
+                assert parsed.area is not None
+                if msg.key != parsed.area.encode() or msg.partition != expected_partition(parsed.area):
+                    reason = "unkeyed" if msg.key is None else "other_key"
+                    await forward(AreaEvent(kind="incident", at=origin.timestamp, area=parsed.area,
+                                            incident=parsed, source=_source(origin)))  # fmt: skip
+                    metrics.incidents_forwarded.labels(reason=reason).inc()
+                    continue
+                metrics.incidents.labels(**_labels(parsed)).inc()
+                fx = core.on_incident(parsed, max(origin.timestamp, parsed.raised_at))
+            else:
+                try:
+                    area_event = AreaEvent.from_bytes(msg.value or b"")
+                except ValueError as exc:
+                    await dead_letter(origin.dead_letter(msg.value, str(exc)[:500], "invalid"), "")
+                    continue
+                if area_event.kind == "incident" and area_event.incident is not None:
+                    metrics.incidents.labels(**_labels(area_event.incident)).inc()
+                fx = core.on_event(area_event)
+            await publish(fx)
+
+    @app.agent(acks, concurrency=1)
+    async def ack_router(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            origin = _origin(msg)
+            ack = parse(Ack, msg.value, origin)
+            if isinstance(ack, DeadLetter):
+                await dead_letter(ack, (msg.key or b"").decode("utf-8", "replace"))
+                continue
+            metrics.acks.labels(kind=ack.kind.value).inc()
+            area = _area_of_ack(ack, core)
+            if area is None:
+                letter = origin.dead_letter(msg.value, "cannot tell the dispatch area of this ack "
+                                            "(no 'area' field and several areas loaded)",
+                                            "unknown_incident")  # fmt: skip
+                await dead_letter(letter, ack.incident_id)
+                continue
+            await forward(AreaEvent(kind="ack", at=ack.at, area=area, ack=ack))
+
+    @app.agent(unit_status, concurrency=1)
+    async def status_router(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            origin = _origin(msg)
+            status = parse(UnitStatus, msg.value, origin)
+            if isinstance(status, DeadLetter):
+                await dead_letter(status, (msg.key or b"").decode("utf-8", "replace"))
+                continue
+            areas = [a for a, w in core.worlds.items() if _knows(w, status.unit_id)]
+            if not areas:
+                log.info("unit-status for %s: not in any loaded registry, ignored", status.unit_id)
+                continue
+            for area in areas:
+                await forward(AreaEvent(kind="status", at=status.at, area=area, status=status))
+
+    announced: dict[str, float] = {}
+
+    @app.timer(interval=1.0)
+    async def deadlines() -> None:
+        now = clock()
+        events = []
+        for kind, area, incident_id in core.due(now):
+            last = announced.get(incident_id, 0.0)
+            if time.monotonic() - last < TICK_RESEND_S:
+                continue
+            announced[incident_id] = time.monotonic()
+            events.append(AreaEvent(kind=kind, at=now, area=area, incident_id=incident_id))  # type: ignore[arg-type]
+        for e in events:
+            await forward(e)
+        for state, n in core.open_counts().items():
+            metrics.open_incidents.labels(state=state).set(n)
+
+    stamps: dict[str, float] = {}
+
+    @app.timer(interval=RELOAD_CHECK_S)
+    async def reload_sources() -> None:
+        await _maybe_reload(core, sources, stamps, metrics)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
+        core.invalidate()
+        announced.clear()
+
+    return app, core
+
+
+def _labels(incident: Incident) -> dict[str, str]:
+    return incident_labels(incident.type.value, incident.priority.value, incident.area)
+
+
+def _count(metrics: WorkerMetrics, fx: Effects) -> None:
+    labels = _labels(fx.incident) if fx.incident is not None else None
+    histograms = {
+        "raise_to_decision": metrics.raise_to_decision,
+        "callout_to_ack": metrics.callout_to_ack,
+        "raise_to_first_ack": metrics.raise_to_first_ack,
+        "raise_to_quorum": metrics.raise_to_quorum,
+        "raise_to_on_scene": metrics.raise_to_on_scene,
+    }
+    if labels is not None:
+        for name, seconds in fx.latencies:
+            histograms[name].labels(**labels).observe(max(seconds, 0.0))
+    for note in fx.notes:
+        head, _, rest = note.partition(":")
+        if head == "deadletter":
+            metrics.deadletters.labels(reason=rest).inc()
+        elif head == "decision":
+            stage, _, kind = rest.partition(":")
+            metrics.decisions.labels(stage=stage_label(int(stage)), kind=kind).inc()
+        elif head == "callout":
+            priority, _, channel = rest.partition(":")
+            metrics.callouts.labels(priority=priority, channel=channel).inc()
+        elif head == "escalated" and labels is not None:
+            metrics.escalations.labels(**labels).inc()
+        elif head == "unanswered" and labels is not None:
+            metrics.unanswered.labels(**labels).inc()
+
+
+def _origin(msg: Any) -> Origin:
+    """Where a faust message came from (its timestamp is float seconds)."""
+    return Origin(msg.topic, msg.partition, msg.offset, int(msg.timestamp * 1000), msg.key)
+
+
+def _source(origin: Origin) -> dict[str, Any]:
+    return {
+        "topic": origin.topic,
+        "partition": origin.partition,
+        "offset": origin.offset,
+        "key": None if origin.key is None else origin.key.decode("utf-8", "replace"),
+    }
+
+
+def _knows(world: World, unit_id: str) -> bool:
+    reg = world.registry
+    return unit_id in reg.placed or unit_id in reg.radios or unit_id in reg.volunteers
+
+
+def _area_of_ack(ack: Ack, core: AreaCore) -> str | None:
+    """The ack's area: its own ``area`` field (our gateway copies it from the call-out),
+    else the only area this worker knows."""
+    area = getattr(ack, "area", None)
+    if isinstance(area, str) and area:
+        return area
+    if len(core.worlds) == 1:
+        return next(iter(core.worlds))
+    return None
+
+
+def _credentials(settings: Settings) -> Any:
+    from engine.kafka.connection import client_kwargs as kw
+
+    opts = kw(settings)
+    proto = settings.kafka_security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    if proto == "SSL":
+        return faust.SSLCredentials(opts["ssl_context"])
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=opts.get("ssl_context"),
+    )
+
+
+async def _maybe_reload(
+    core: AreaCore, sources: Sources, stamps: dict[str, float], metrics: WorkerMetrics
+) -> None:
+    """Swap in a changed plan or registry once it validates; keep the old one if not."""
+    files = {"plan": [sources.plan] if sources.plan else [], "registry": sources.registries}
+    for what, paths in files.items():
+        mtime = max((_mtime(p) for p in paths), default=0.0)
+        if not paths or stamps.setdefault(what, mtime) == mtime:
+            continue
+        stamps[what] = mtime
+        try:
+            if what == "plan":
+                plan: LoadedPlan = await asyncio.to_thread(load_plan, sources.plan)
+                core.replace_plan(plan)
+                metrics.plan_reloads.labels(result="ok").inc()
+                log.warning("plan reloaded: %s", plan.version)
+            else:
+                worlds = await asyncio.to_thread(load_worlds, sources.registries)
+                core.replace_worlds(worlds)
+                metrics.registry_reloads.labels(result="ok").inc()
+                log.warning("registry reloaded: %s", ", ".join(sorted(worlds)))
+        except ConfigError as exc:
+            counter = metrics.plan_reloads if what == "plan" else metrics.registry_reloads
+            counter.labels(result="error").inc()
+            log.error("%s reload refused, the running one stays: %s", what, exc)
+
+
+def _mtime(path: Path) -> float:
+    """Newest modification time of a file or of the files in a directory."""
+    try:
+        if path.is_dir():
+            return max((p.stat().st_mtime for p in path.iterdir()), default=0.0)
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+__all__ = ["Sources", "build_app", "client_kwargs", "load_worlds"]

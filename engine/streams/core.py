@@ -1,0 +1,380 @@
+"""The worker's state machine for the areas it owns, free of faust and Kafka.
+
+One :class:`AreaCore` handles one event at a time (the faust agent is its only caller,
+with concurrency 1) and returns the records to publish. State lives in
+``MutableMapping`` stores: faust tables backed by changelog topics in the worker, plain
+dicts in unit tests. Availability (zone commitments, unavailable units, offline radios,
+observer fixes) is derived from those stores and cached; :meth:`invalidate` drops the
+caches after a rebalance changes which partitions, and so which state, are local.
+
+Dispatch logic stays in :mod:`engine.rules`; this module only feeds it and records what
+it said. Outputs are published before the state records them, so a crash in between
+re-runs the (deterministic) decision and re-publishes identical records with the same
+idempotency keys instead of forgetting a call-out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.models import (
+    Ack,
+    CallOut,
+    DeadLetter,
+    Decision,
+    Incident,
+    Lifecycle,
+    Record,
+    UnitStatus,
+)
+from engine.rules.availability import Availability, Commitment, Fix, ObserverFixes
+from engine.rules.callouts import callouts_for, paged_before
+from engine.rules.decide import decide
+from engine.rules.followup import (
+    AWAITING_QUORUM,
+    OPEN,
+    Dispatch,
+    on_ack,
+    on_cancel,
+    on_close,
+    on_timeout,
+    open_dispatch,
+)
+from engine.rules.plan import LoadedPlan
+from engine.rules.world import World
+from engine.streams.events import AreaEvent
+
+log = logging.getLogger(__name__)
+
+_OPEN_VALUES = frozenset(s.value for s in OPEN)
+_AWAITING_VALUES = frozenset(s.value for s in AWAITING_QUORUM)
+
+ENDED_KEEP = timedelta(hours=24)
+"""How long an ended incident stays in the state table (late replies are still
+recognised and recorded as ignored), before a prune removes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One record to publish: logical topic, key, value."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(slots=True)
+class Effects:
+    """What handling one event produced, for the adapter to publish and count."""
+
+    out: list[Out] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """metric events: 'decided', 'duplicate', 'escalated', 'unanswered', 'quorum_met',
+    'on_scene', 'ack_ignored', 'unknown_incident', 'cancelled', 'closed', 'deadletter:<reason>'"""
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+    """(stage name, seconds) for the latency histograms"""
+    incident: Incident | None = None
+    """the incident concerned, for metric labels"""
+
+    def publish(self, topic: str, key: str, record: Record) -> None:
+        self.out.append(Out(topic, key, record.to_json_bytes()))
+        if isinstance(record, CallOut):
+            self.notes.append(f"callout:{record.priority.value}:{record.channel.value}")
+        elif isinstance(record, Decision):
+            kind = "no_zone" if record.zone is None else ("escalation" if record.stage else "dispatch")
+            self.notes.append(f"decision:{record.stage}:{kind}")
+
+    def dead_letter(self, key: str, letter: DeadLetter) -> None:
+        self.publish("deadletter", key, letter)
+        self.notes.append(f"deadletter:{letter.reason}")
+
+
+class AreaCore:
+    def __init__(
+        self,
+        worlds: dict[str, World],
+        plan: LoadedPlan,
+        dispatches: MutableMapping[str, Any],
+        statuses: MutableMapping[str, Any],
+    ) -> None:
+        self.worlds = worlds
+        self.plan = plan
+        self.dispatches = dispatches  # incident id -> Dispatch (JSON-ready dict)
+        self.statuses = statuses  # unit/radio/observer id -> UnitStatus (JSON-ready dict)
+        self._built = False
+        self._commitments: dict[str, dict[str, Commitment]] = {}
+        self._unavailable: set[str] = set()
+        self._offline: set[str] = set()
+        self._fixes = ObserverFixes()
+        self._frozen: tuple[frozenset[str], frozenset[str]] | None = None
+
+    # --- caches -------------------------------------------------------------------
+    def invalidate(self) -> None:
+        """Forget derived availability (after a rebalance moved partitions)."""
+        self._built = False
+
+    def replace_worlds(self, worlds: dict[str, World]) -> None:
+        self.worlds = worlds
+
+    def replace_plan(self, plan: LoadedPlan) -> None:
+        self.plan = plan
+
+    def _load_dispatch(self, incident_id: str) -> Dispatch | None:
+        raw = self.dispatches.get(incident_id)
+        return None if raw is None else Dispatch.model_validate(raw)
+
+    def _store(self, dispatch: Dispatch) -> None:
+        self.dispatches[dispatch.incident.id] = dispatch.model_dump(mode="json")
+
+    def availability(self, area: str) -> Availability:
+        if not self._built:
+            self._rebuild()
+        if self._frozen is None:
+            self._frozen = (frozenset(self._unavailable), frozenset(self._offline))
+        unavailable, offline = self._frozen
+        return Availability(
+            commitments=self._commitments.setdefault(area, {}),
+            unavailable=unavailable,
+            offline_radios=offline,
+            observer_fixes=self._fixes,
+        )
+
+    def _rebuild(self) -> None:
+        """Availability of every local area from the stores (after start or rebalance)."""
+        self._unavailable, self._offline = set(), set()
+        fixes: dict[str, Fix] = {}
+        for unit_id, raw in self.statuses.items():
+            status = UnitStatus.model_validate(raw)
+            self._apply_status(unit_id, status, fixes)
+        self._fixes = ObserverFixes(fixes)
+        self._frozen = None
+        self._commitments = {}
+        for raw in self.dispatches.values():
+            if raw.get("status") not in _OPEN_VALUES:
+                continue
+            d = Dispatch.model_validate(raw)
+            held = self._commitments.setdefault(d.incident.area or "", {})
+            for zone in d.zones():
+                held[zone] = Commitment(d.incident.id, d.incident.priority)
+        self._built = True
+
+    def _apply_status(self, unit_id: str, status: UnitStatus, fixes: dict[str, Fix]) -> None:
+        for flag, into in ((status.available, self._unavailable), (status.radio_online, self._offline)):
+            if flag is False:
+                into.add(unit_id)
+            elif flag is True:
+                into.discard(unit_id)
+        if status.location is not None and self._is_observer(unit_id):
+            fixes[unit_id] = Fix(status.location.lat, status.location.lon, status.at)
+
+    def _is_observer(self, unit_id: str) -> bool:
+        return any(unit_id in w.registry.observers for w in self.worlds.values())
+
+    def _commit(self, dispatch: Dispatch, zones: list[str]) -> None:
+        if not self._built:
+            self._rebuild()
+        held = self._commitments.setdefault(dispatch.incident.area or "", {})
+        for zone in zones:
+            held[zone] = Commitment(dispatch.incident.id, dispatch.incident.priority)
+
+    def _release(self, dispatch: Dispatch) -> None:
+        if not self._built:
+            self._rebuild()
+        held = self._commitments.setdefault(dispatch.incident.area or "", {})
+        for zone, c in list(held.items()):
+            if c.incident_id == dispatch.incident.id:
+                del held[zone]
+
+    # --- incidents ----------------------------------------------------------------
+    def on_incident(self, incident: Incident, now: datetime) -> Effects:
+        """Decide a new incident (stage 0). ``now`` is event time: the later of the
+        incident's raised_at and its record's timestamp, so a replay decides the same."""
+        fx = Effects(incident=incident)
+        area = incident.area or ""
+        world = self.worlds.get(area)
+        if world is None:
+            letter = DeadLetter.for_bytes(
+                incident.to_json_bytes(),
+                topic="incidents",
+                error=f"no registry loaded for dispatch area {area!r}",
+                reason="out_of_area",
+            )
+            fx.dead_letter(area, letter)
+            return fx
+        if incident.id in self.dispatches:
+            fx.notes.append("duplicate")
+            log.info("duplicate incident %s ignored", incident.id, extra={"incident": incident.id})
+            return fx
+        availability = self.availability(area)
+        decision = decide(incident, world, availability, self.plan, now)
+        dispatch = open_dispatch(incident, decision, now)
+        for c in callouts_for(decision, incident, world, self.plan):
+            fx.publish("callouts", c.radio_id, _with_area(c, area))
+        fx.publish("decisions", incident.id, decision.to_model())
+        fx.publish("incident-state", incident.id, dispatch.to_incident_state())
+        fx.notes.append("decided")
+        fx.latencies.append(("raise_to_decision", (now - incident.raised_at).total_seconds()))
+        self._store(dispatch)
+        self._commit(dispatch, [z.id for z in decision.zones])
+        return fx
+
+    # --- area events --------------------------------------------------------------
+    def on_event(self, event: AreaEvent) -> Effects:
+        if event.kind == "incident" and event.incident is not None:
+            return self.on_incident(event.incident, max(event.at, event.incident.raised_at))
+        if event.kind == "ack" and event.ack is not None:
+            return self._on_ack(event.ack)
+        if event.kind == "status" and event.status is not None:
+            return self._on_status(event.status)
+        if event.kind == "tick" and event.incident_id:
+            return self._on_tick(event.incident_id, event.at)
+        if event.kind in ("cancel", "close") and event.incident_id:
+            return self._on_end(event)
+        if event.kind == "prune" and event.incident_id:
+            return self._on_prune(event.incident_id, event.at)
+        fx = Effects()
+        fx.notes.append("ignored_event")
+        return fx
+
+    def _on_ack(self, ack: Ack) -> Effects:
+        fx = Effects()
+        dispatch = self._load_dispatch(ack.incident_id)
+        if dispatch is None:
+            letter = DeadLetter.for_bytes(
+                ack.to_json_bytes(),
+                topic="acks",
+                error=f"ack for unknown incident {ack.incident_id}",
+                reason="unknown_incident",
+            )
+            fx.dead_letter(ack.incident_id, letter)
+            fx.notes.append("unknown_incident")
+            return fx
+        fx.incident = dispatch.incident
+        before = dispatch.status
+        outcome = on_ack(dispatch, ack)
+        updated = outcome.dispatch
+        if outcome.effect == "ignored":
+            fx.notes.append("ack_ignored")
+        elif outcome.effect in ("quorum_met", "on_scene"):
+            fx.notes.append(outcome.effect)
+        raised = dispatch.incident.raised_at
+        if ack.kind.value != "delivered" and not _had_reply(dispatch):
+            fx.latencies.append(("raise_to_first_ack", (ack.at - raised).total_seconds()))
+            stage_at = dispatch.decisions[-1].decided_at if dispatch.decisions else raised
+            fx.latencies.append(("callout_to_ack", (ack.at - stage_at).total_seconds()))
+        if outcome.effect == "quorum_met":
+            fx.latencies.append(("raise_to_quorum", (ack.at - raised).total_seconds()))
+        if updated.status is Lifecycle.ON_SCENE and before is not Lifecycle.ON_SCENE:
+            fx.latencies.append(("raise_to_on_scene", (ack.at - raised).total_seconds()))
+        if updated != dispatch:
+            fx.publish("incident-state", dispatch.incident.id, updated.to_incident_state())
+            self._store(updated)
+        return fx
+
+    def _on_status(self, status: UnitStatus) -> Effects:
+        fx = Effects()
+        merged = self.statuses.get(status.unit_id) or {}
+        update = status.model_dump(mode="json", exclude_none=True)
+        self.statuses[status.unit_id] = {**merged, **update}
+        if self._built:  # keep the derived sets current without a rebuild
+            fixes: dict[str, Fix] = {}
+            self._apply_status(status.unit_id, status, fixes)
+            for unit_id, fix in fixes.items():
+                self._fixes.update(unit_id, fix)
+            self._frozen = None
+        fx.notes.append("status")
+        return fx
+
+    def _on_tick(self, incident_id: str, at: datetime) -> Effects:
+        fx = Effects()
+        dispatch = self._load_dispatch(incident_id)
+        if dispatch is None or dispatch.incident.area not in self.worlds:
+            return fx
+        fx.incident = dispatch.incident
+        world = self.worlds[dispatch.incident.area]
+        availability = self.availability(dispatch.incident.area)
+        outcome = on_timeout(dispatch, world, availability, self.plan, at)
+        if outcome.effect == "stale":
+            return fx
+        updated = outcome.dispatch
+        if outcome.decision is not None:
+            already = paged_before(dispatch.decisions)
+            incident = dispatch.incident
+            for c in callouts_for(outcome.decision, incident, world, self.plan, already):
+                fx.publish("callouts", c.radio_id, _with_area(c, incident.area or ""))
+            fx.publish("decisions", incident.id, outcome.decision.to_model())
+            self._commit(updated, [z.id for z in outcome.decision.zones])
+            fx.notes.append("escalated")
+        else:
+            self._release(updated)
+            fx.notes.append("unanswered")
+        fx.publish("incident-state", incident_id, updated.to_incident_state())
+        self._store(updated)
+        return fx
+
+    def _on_end(self, event: AreaEvent) -> Effects:
+        fx = Effects()
+        assert event.incident_id is not None
+        dispatch = self._load_dispatch(event.incident_id)
+        if dispatch is None or dispatch.incident.area not in self.worlds:
+            fx.notes.append("unknown_incident")
+            return fx
+        fx.incident = dispatch.incident
+        world = self.worlds[dispatch.incident.area]
+        end = on_cancel if event.kind == "cancel" else on_close
+        outcome = end(dispatch, world, self.plan, event.at, event.who or "operator", event.why or event.kind)
+        if outcome.dispatch is dispatch:
+            return fx  # already ended
+        for c in outcome.stand_down:
+            fx.publish("callouts", c.radio_id, _with_area(c, dispatch.incident.area or ""))
+        fx.publish("incident-state", dispatch.incident.id, outcome.dispatch.to_incident_state())
+        self._store(outcome.dispatch)
+        self._release(outcome.dispatch)
+        fx.notes.append("cancelled" if event.kind == "cancel" else "closed")
+        return fx
+
+    def _on_prune(self, incident_id: str, at: datetime) -> Effects:
+        fx = Effects()
+        dispatch = self._load_dispatch(incident_id)
+        if dispatch is not None and dispatch.status not in OPEN and at - dispatch.updated_at >= ENDED_KEEP:
+            del self.dispatches[incident_id]
+            fx.notes.append("pruned")
+        return fx
+
+    # --- for the timer ------------------------------------------------------------
+    def due(self, now: datetime) -> list[tuple[str, str, str]]:
+        """(kind, area, incident id) of local incidents whose deadline passed or that
+        ended long enough ago to prune. Reads the stored JSON without validating whole
+        dispatches: the timer runs every second over every local incident."""
+        out = []
+        for incident_id, raw in list(self.dispatches.items()):
+            status = raw.get("status")
+            area = str(raw["incident"].get("area") or "")
+            if status in _AWAITING_VALUES and raw.get("decisions"):
+                deadline = datetime.fromisoformat(raw["decisions"][-1]["ack_deadline"])
+                if deadline <= now:
+                    out.append(("tick", area, incident_id))
+            elif status not in _OPEN_VALUES:
+                if now - datetime.fromisoformat(raw["updated_at"]) >= ENDED_KEEP:
+                    out.append(("prune", area, incident_id))
+        return out
+
+    def open_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for raw in self.dispatches.values():
+            state = str(raw.get("status"))
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+
+def _with_area(callout: CallOut, area: str) -> CallOut:
+    """Call-outs carry the area so the gateway can route replies back to its owner."""
+    return callout.model_copy(update={"area": area})
+
+
+def _had_reply(dispatch: Dispatch) -> bool:
+    return any(a.kind.value != "delivered" for a in dispatch.acks)

@@ -1,0 +1,127 @@
+"""Run `engine worker` as a real process for tests: start, wait until faust says it is
+ready, stop with SIGTERM or kill with SIGKILL. Output goes to a log file, shown when a
+test fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.config import Settings
+from engine.kafka.tail import tail
+
+READY = "[^---Recovery]: Worker ready"
+
+
+class WorkerProcess:
+    def __init__(
+        self, settings: Settings, log: Path, plan: Path | None = None, metrics_port: int = 0
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.plan = plan
+        self.metrics_port = metrics_port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ready_seen = 0
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = {
+            **os.environ,
+            "ENGINE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "ENGINE_TOPIC_PREFIX": self.settings.topic_prefix,
+            "ENGINE_PARTITIONS": str(self.settings.partitions),
+            "ENGINE_DATA_DIR": str(self.settings.data_dir),
+        }
+        args = [sys.executable, "-m", "engine.cli", "-v", "worker",
+                "--metrics-port", str(self.metrics_port)]  # fmt: skip
+        if self.plan is not None:
+            args += ["--plan", str(self.plan)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self._ready_seen = self._ready_count()
+        self.wait_ready(timeout)
+
+    def _ready_count(self) -> int:
+        try:
+            return self.log.read_text(errors="replace").count(READY)
+        except OSError:
+            return 0
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until faust has assigned partitions and restored tables (again)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            if self._ready_count() > self._ready_seen:
+                self._ready_seen = self._ready_count()
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready in {timeout} s:\n{self.tail()}")
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean exit."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker ignored SIGTERM:\n{self.tail()}") from None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@contextmanager
+def running_worker(settings: Settings, log: Path, **kwargs: Any) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(settings, log, **kwargs)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.stop()
+
+
+def read_until(
+    settings: Settings,
+    logical: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Records of a topic from the beginning, until ``done(records)`` or the timeout."""
+
+    async def run() -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        topic = settings.topic(logical)
+        while time.monotonic() < deadline:
+            records = [
+                r
+                async for r in tail(settings, topic, from_beginning=True, idle_timeout_s=1.0)
+            ]
+            if done(records):
+                return records
+            await asyncio.sleep(0.5)
+        return records
+
+    return asyncio.run(run())
