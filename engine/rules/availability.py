@@ -7,13 +7,13 @@ returns a new value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from engine.geo.index import SpatialIndex
-from engine.geo.points import IndexedPoint
+from engine.geo.distance import EARTH_RADIUS_M
 from engine.models import Priority
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
@@ -58,39 +58,125 @@ class Availability:
 
 
 class ObserverFixes(Mapping[str, Fix]):
-    """Observer fixes with a spatial index over them, for lookout broadcasts.
+    """Observer fixes on a grid of cells, for lookout broadcasts.
 
     The one mutable piece of availability: the worker calls :meth:`update` between
-    decisions as fixes arrive (an index move, microseconds); a decision only reads.
-    The index answers exactly what a scan of the fixes would, so decisions do not
-    depend on whether this or a plain dict of fixes is passed.
+    decisions as fixes arrive (a move between two cells' buckets, O(1)); a decision
+    only reads. :meth:`within` answers exactly what a scan of every fix would: the
+    cells it visits cover a box that holds every point within the radius (see
+    :func:`_box`), and each candidate is measured with
+    :func:`engine.rules.nearby.haversine_pre_m`, bit for bit
+    :func:`engine.geo.distance.haversine_rad_m` (the brute-force reference's distance).
     """
 
     def __init__(self, fixes: Mapping[str, Fix] | None = None) -> None:
-        self._fixes: dict[str, Fix] = dict(fixes or {})
-        self._index = self._build()
-
-    def _build(self) -> SpatialIndex:
-        return SpatialIndex(
-            IndexedPoint(oid, "observer", f.lat, f.lon) for oid, f in sorted(self._fixes.items())
-        )
+        self._fixes: dict[str, Fix] = {}
+        self._cells: dict[tuple[int, int], dict[str, _Rec]] = {}
+        self._cell_of: dict[str, tuple[int, int]] = {}
+        for oid, fix in sorted((fixes or {}).items()):
+            self.update(oid, fix)
 
     def update(self, observer_id: str, fix: Fix) -> None:
-        known = observer_id in self._fixes
+        old = self._cell_of.get(observer_id)
+        if old is not None:
+            bucket = self._cells[old]
+            del bucket[observer_id]
+            if not bucket:
+                del self._cells[old]
+        phi = math.radians(fix.lat)
+        cell = (math.floor(fix.lat / _CELL_DEG), math.floor(fix.lon / _CELL_DEG))
+        self._cells.setdefault(cell, {})[observer_id] = (
+            phi,
+            math.radians(fix.lon),
+            math.cos(phi),
+            fix.at,
+        )
+        self._cell_of[observer_id] = cell
         self._fixes[observer_id] = fix
-        if known:
-            self._index.move(observer_id, fix.lat, fix.lon)
-        else:
-            self._index = self._build()  # a new rider: rare, rebuild
 
     def within(self, lat: float, lon: float, radius_m: float) -> list[tuple[float, str]]:
-        return [(h.distance_m, h.id) for h in self._index.within(lat, lon, radius_m)]
+        """Every fix within ``radius_m`` as (distance, id), sorted by distance then id."""
+        return [(d, oid) for d, oid, _ in self.within_at(lat, lon, radius_m)]
+
+    def within_at(
+        self, lat: float, lon: float, radius_m: float
+    ) -> list[tuple[float, str, datetime]]:
+        """As :meth:`within`, with each fix's time: (distance, id, at), sorted."""
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        box = _box(lat, lon, phi, cos_phi, radius_m)
+        out: list[tuple[float, str, datetime]] = []
+        if box is None:  # near a pole or the antimeridian: measure every fix
+            buckets: list[dict[str, _Rec]] = list(self._cells.values())
+        else:
+            r0, r1, c0, c1 = box
+            cells = self._cells
+            buckets = [
+                b
+                for r in range(r0, r1 + 1)
+                for c in range(c0, c1 + 1)
+                if (b := cells.get((r, c))) is not None
+            ]
+        for bucket in buckets:
+            for oid, (p_phi, p_lam, p_cos, at) in bucket.items():
+                # haversine_pre_m inlined (same operations, same order)
+                sin_dphi = _sin((p_phi - phi) * 0.5)
+                sin_dlam = _sin((p_lam - lam) * 0.5)
+                a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
+                d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+                if d <= radius_m:
+                    out.append((d, oid, at))
+        out.sort()
+        return out
 
     def __getitem__(self, key: str) -> Fix:
         return self._fixes[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._fixes
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._fixes)
 
     def __len__(self) -> int:
         return len(self._fixes)
+
+
+_Rec = tuple[float, float, float, datetime]
+"""A fix as the grid keeps it: lat and lon in radians, cos(lat), time."""
+
+_CELL_DEG = 0.005
+"""Grid cell of the fixes, degrees (about 550 m north-south)."""
+_TWO_R = 2.0 * EARTH_RADIUS_M
+_sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
+
+
+def _box(
+    lat: float, lon: float, phi: float, cos_phi: float, radius_m: float
+) -> tuple[int, int, int, int] | None:
+    """Rows and columns of the cells that hold every point within ``radius_m``, or None
+    when the box would reach a pole or wrap the antimeridian.
+
+    With central angle t = radius / R, a point within the radius has
+    hav(dphi) <= hav(t), so |dphi| <= t; and cos(phi1)·cos(phi2)·hav(dlam) <= hav(t)
+    with cos(phi2) >= cos(|phi| + t), so sin(|dlam|/2) <= sin(t/2) / sqrt(cos(phi1)·
+    cos(|phi| + t)). Both bounds are widened by 1 % plus a millionth of a degree, far
+    above rounding error; a wider box only adds candidates that the exact measure drops.
+    """
+    t = radius_m / EARTH_RADIUS_M
+    far = abs(phi) + t
+    if far >= 1.5:  # within ~4.1 degrees of a pole
+        return None
+    s = math.sin(t * 0.5) / math.sqrt(cos_phi * math.cos(far))
+    if s >= 0.5:
+        return None
+    dlat = math.degrees(t) * 1.01 + 1e-6
+    dlon = math.degrees(2.0 * math.asin(s)) * 1.01 + 1e-6
+    if lon - dlon < -180.0 or lon + dlon >= 180.0:
+        return None
+    return (
+        math.floor((lat - dlat) / _CELL_DEG),
+        math.floor((lat + dlat) / _CELL_DEG),
+        math.floor((lon - dlon) / _CELL_DEG),
+        math.floor((lon + dlon) / _CELL_DEG),
+    )

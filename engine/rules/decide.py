@@ -13,28 +13,24 @@ linked units, watch groups, door-front points, patrols, observers, the command c
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from engine.models import Decision, Incident
 from engine.registry.models import (
     Equipment,
-    EquipmentPoint,
-    KeyZone,
     Kind,
     Observer,
-    PatrolBase,
-    School,
-    WatchGroup,
 )
 from engine.rules import reasons as R
 from engine.rules.availability import Availability, ObserverFixes
 from engine.rules.decision import Called, DispatchDecision, Pick
-from engine.rules.nearby import haversine_pre_m
+from engine.rules.nearby import _TWO_R, _asin, _sin, _sqrt, haversine_pre_m
 from engine.rules.plan import LoadedPlan, Response, Stage
 from engine.rules.world import Contact, World
 
@@ -154,6 +150,48 @@ def _response(incident: Incident, plan: LoadedPlan) -> Response:
     return response
 
 
+_DIST_ID = itemgetter(3, 0)
+"""Sort key of recipients within one kind: (distance, id), as ``Called`` fields."""
+_KINDS = tuple(KIND_ORDER)
+_text_cache: dict[tuple[object, ...], str] = {}
+"""Reason texts that depend on few values (plan stage, quorum, unit counts)."""
+_blocked_cache: list[tuple[frozenset[str], frozenset[str], frozenset[str]]] = []
+"""(unavailable, offline, their union) of the last availability seen: the worker hands
+the same two frozensets to decision after decision until something changes."""
+
+
+def _cached(make: Callable[..., str], *args: object) -> str:
+    """``make(*args)``, remembered: for reason texts that depend on few values."""
+    key = (make, *args)
+    text = _text_cache.get(key)
+    if text is None:
+        if len(_text_cache) >= 4096:
+            _text_cache.clear()
+        text = _text_cache[key] = make(*args)
+    return text
+
+
+def _observer_why(km: float, where: str) -> str:
+    return R.both(
+        f"流动观察哨协查（{km:g}公里内）",
+        f"lookout broadcast: observer within {km:g} km ({where} position)",
+    )
+
+
+def _lookout_sent(sent: int) -> str:
+    return R.both(f"协查通报发送给 {sent} 个流动观察哨", f"lookout sent to {sent} mobile observers")
+
+
+def _blocked(unavailable: frozenset[str], offline: frozenset[str]) -> frozenset[str]:
+    if _blocked_cache:
+        u, o, both = _blocked_cache[0]
+        if u is unavailable and o is offline:
+            return both
+    both = unavailable | offline
+    _blocked_cache[:] = [(unavailable, offline, both)]
+    return both
+
+
 def _decide_stage(
     incident: Incident,
     world: World,
@@ -168,11 +206,15 @@ def _decide_stage(
     lat, lon = incident.location.lat, incident.location.lon
     local = now.astimezone(_zone(plan.plan.timezone))  # duty windows are local time
     draft = _Draft()
-    draft.reasons.append(R.plan_response(response.name, stage_no, len(response.stages)))
+    n_stages = len(response.stages)
+    draft.reasons.append(_cached(R.plan_response, response.name, stage_no, n_stages))
     seen = set(history.entities)
-    names, people_of, addresses = world.names, world.people, world.addresses
+    callee = world.callee
     unavailable, offline = availability.unavailable, availability.offline_radios
-    recipients = draft.recipients
+    blocked = _blocked(unavailable, offline)
+    # recipients by kind; each kind's list comes out in (distance, id) order except
+    # linked units (several groups' units interleave), which are sorted at the end
+    by_kind: dict[str, list[Called]] = {}
 
     def add(
         entity_id: str,
@@ -187,18 +229,24 @@ def _decide_stage(
         listed for both, and paged once (see engine.rules.callouts)."""
         if entity_id in seen:
             return False
-        people = people_of.get(entity_id)
-        if people is None:
+        info = callee.get(entity_id)
+        if info is None:
             return False
-        if people.isdisjoint(unavailable) and people.isdisjoint(offline):
-            contacts = addresses[entity_id]
-        else:
+        name, contacts, people = info
+        if not people.isdisjoint(blocked):
             contacts = tuple(c.address for c in _reachable(world, availability, entity_id))
         if not contacts:
             return False
+        if name is None:
+            raise KeyError(entity_id)  # contacts for an entity the registry lacks
         seen.add(entity_id)
         # positional: a NamedTuple, the cheapest record Python builds
-        recipients.append(Called(entity_id, kind, why, d, names[entity_id], contacts, zone, posts))
+        called = Called(entity_id, kind, why, d, name, contacts, zone, posts)
+        bucket = by_kind.get(kind)
+        if bucket is None:
+            by_kind[kind] = [called]
+        else:
+            bucket.append(called)
         return True
 
     if stage.schools_within_m is not None:
@@ -214,13 +262,15 @@ def _decide_stage(
     if stage.observers_within_m is not None:
         _observers(world, availability, plan, stage, lat, lon, now, draft, add)
 
-    called_people = sum(len(r.contacts) for r in draft.recipients)
+    # every recipient has at least one contact (add refuses the others)
     if stage.command_centre:
         draft.command_centre_why.append(("预案要求", "the plan's ladder says so"))
-    if called_people == 0:
+    if not by_kind:
         draft.command_centre_why.append(("本级无人可呼叫", "nobody could be called at this stage"))
     if draft.command_centre_why:
         _command_centre(plan, draft)
+    if draft.recipients:  # the command centre: last in KIND_ORDER
+        by_kind[COMMAND_CENTRE] = draft.recipients
 
     equipment = _equipment(world, response.equipment, lat, lon)
     for e in equipment:
@@ -234,8 +284,22 @@ def _decide_stage(
     units_called = len(draft.units) + _units_called_before(history, world)
     units_needed = min(quorum.linked_units, units_called)
     zone_team = quorum.zone_team and bool(draft.zones or history.last_zone_distance_m)
-    draft.reasons.append(R.quorum(zone_team, units_needed, stage.ack_timeout_s))
-    draft.recipients.sort(key=lambda r: (KIND_ORDER.get(r.kind, 9), r.distance_m or 0.0, r.id))
+    timeout = stage.ack_timeout_s
+    draft.reasons.append(_cached(R.quorum, zone_team, units_needed, timeout))
+    # listed by KIND_ORDER, then (distance, id): the same order as sorting every
+    # recipient by (KIND_ORDER[kind], distance, id), since ids are unique
+    units = by_kind.get(UNIT)
+    if units is not None:
+        units.sort(key=_DIST_ID)
+    if len(by_kind) == 1:
+        recipients = tuple(next(iter(by_kind.values())))
+    else:
+        ordered: list[Called] = []
+        for kind in _KINDS:
+            bucket = by_kind.get(kind)
+            if bucket is not None:
+                ordered += bucket
+        recipients = tuple(ordered)
 
     return DispatchDecision(
         incident_id=incident.id,
@@ -247,14 +311,14 @@ def _decide_stage(
         zone=draft.zones[0] if draft.zones else None,
         zones=tuple(draft.zones),
         units=tuple(draft.units),
-        recipients=tuple(draft.recipients),
+        recipients=recipients,
         reasons=tuple(draft.reasons),
         quorum_zone_team=zone_team,
         quorum_linked_units=units_needed,
-        ack_deadline=now + timedelta(seconds=stage.ack_timeout_s),
+        ack_deadline=now + timedelta(seconds=timeout),
         plan_version=plan.version,
         decided_at=now,
-        final_stage=stage_no == len(response.stages) - 1,
+        final_stage=stage_no == n_stages - 1,
         command_centre=bool(draft.command_centre_why),
         equipment=tuple(equipment),
         preempted=tuple(draft.preempted),
@@ -299,10 +363,13 @@ def _key_zones(
 ) -> None:
     wanted = stage.key_zones
     commitments = availability.commitments
+    unavailable = availability.unavailable
+    called_before = history.entities
+    names = world.names
     for dist, zone_id in world.nearby.ranked(lat, lon, KEY_ZONE, stage.max_distance_m):
         if len(draft.zones) == wanted:
             break
-        if zone_id in history.entities or zone_id in availability.unavailable:
+        if zone_id in called_before or zone_id in unavailable:
             continue
         held = commitments.get(zone_id)
         if held is not None and held.incident_id != incident.id:
@@ -311,16 +378,16 @@ def _key_zones(
                 continue
             draft.reasons.append(R.zone_preempted(zone_id, held.incident_id, held.priority))
             draft.preempted.append(held.incident_id)
-        zone = world.registry.placed[zone_id]
-        assert isinstance(zone, KeyZone)
-        why = R.zone_chosen(zone_id, zone.name_zh, dist, 1 if history.entities else 0)
+        # the ranked kind is KEY_ZONE: every id here is a key zone's
+        why = R.zone_chosen(zone_id, names[zone_id], dist, 1 if called_before else 0)
         if not add(zone_id, KEY_ZONE, why, dist):
             continue  # nobody reachable in this team: try the next zone
         draft.zones.append(Pick(zone_id, dist))
         draft.reasons.append(why)
-        chosen = _linked_units(world, availability, zone, stage.linked_units, lat, lon, add)
+        chosen = _linked_units(world, availability, zone_id, stage.linked_units, lat, lon, add)
         draft.units.extend(chosen)
-        draft.reasons.append(R.units(len(chosen), stage.linked_units, zone_id))
+        n, per_zone = len(chosen), stage.linked_units
+        draft.reasons.append(_cached(R.units, n, per_zone, zone_id))
     if len(draft.zones) < wanted and not draft.zones:
         draft.reasons.append(R.no_zone(stage.max_distance_m))
         draft.command_centre_why.append(
@@ -331,27 +398,37 @@ def _key_zones(
 def _linked_units(
     world: World,
     availability: Availability,
-    group: KeyZone | WatchGroup,
+    group_id: str,
     n: int,
     lat: float,
     lon: float,
     add: _Add,
 ) -> list[Pick]:
+    """The ``n`` nearest reachable linked units of a zone or watch group, by (distance,
+    id). Distances are :func:`~engine.rules.nearby.haversine_pre_m` written out inline
+    (the same operations in the same order, so bit for bit the same value), which
+    saves a function call per unit."""
     phi, lam = math.radians(lat), math.radians(lon)
     cos_phi = math.cos(phi)
     unavailable = availability.unavailable
-    ranked = sorted(
-        (haversine_pre_m(phi, lam, cos_phi, u_phi, u_lam, u_cos), uid)
-        for uid, u_phi, u_lam, u_cos in world.linked_positions[group.id]
-        if uid not in unavailable
-    )
+    ranked: list[tuple[float, str]] = []
+    for uid, u_phi, u_lam, u_cos in world.linked_positions[group_id]:
+        if uid in unavailable:
+            continue
+        sin_dphi = _sin((u_phi - phi) * 0.5)
+        sin_dlam = _sin((u_lam - lam) * 0.5)
+        a = sin_dphi * sin_dphi + cos_phi * u_cos * sin_dlam * sin_dlam
+        ranked.append((_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), uid))
+    ranked.sort()
     chosen: list[Pick] = []
-    why = R.both(f"{group.id} 的联动单位", f"linked unit of {group.id}")
+    if n == 0:
+        return chosen
+    why = world.linked_why[group_id]
     for d, uid in ranked:
-        if len(chosen) == n:
-            break
-        if add(uid, UNIT, why, d, zone=group.id):
+        if add(uid, UNIT, why, d, group_id):
             chosen.append(Pick(uid, d))
+            if len(chosen) == n:
+                break
     return chosen
 
 
@@ -374,24 +451,28 @@ def _watch_groups(
         why = R.both(f"邻里守望联防组（{dist:.0f}米）", f"neighbourhood watch group ({dist:.0f} m)")
         if add(group_id, kind, why, dist):
             taken += 1
-            group = world.registry.placed[group_id]
-            assert isinstance(group, WatchGroup)
-            _linked_units(world, availability, group, stage.linked_units, lat, lon, add)
+            _linked_units(world, availability, group_id, stage.linked_units, lat, lon, add)
+
+
+_FRONTAGE_WHY = R.both("门前三包责任点，警情在其责任范围内", "door-front point covering the scene")
 
 
 def _frontage(
     world: World, availability: Availability, plan: LoadedPlan, lat: float, lon: float, add: _Add
 ) -> None:
-    kind = Kind.FRONTAGE_POINT.value
-    hits = world.nearby.covering(lat, lon, kind, world.radius_of, world.max_frontage_radius_m)
+    kind = FRONTAGE_POINT
+    hits = world.nearby.covering(
+        lat, lon, kind, world.frontage_radius.__getitem__, world.max_frontage_radius_m
+    )
     taken = 0
-    why = R.both("门前三包责任点，警情在其责任范围内", "door-front point covering the scene")
+    cap = plan.plan.frontage_max_points
+    unavailable = availability.unavailable
     for dist, point_id in hits:
-        if taken == plan.plan.frontage_max_points:
+        if taken == cap:
             break
-        if point_id in availability.unavailable:
+        if point_id in unavailable:
             continue
-        if add(point_id, kind, why, dist):
+        if add(point_id, kind, _FRONTAGE_WHY, dist):
             taken += 1
 
 
@@ -405,10 +486,15 @@ def _patrol(
     add: _Add,
 ) -> None:
     at = local.time()
+    shifts_of = world.patrol_shifts
+    unavailable = availability.unavailable
     for dist, base_id in world.nearby.ranked_far(lat, lon, PATROL_BASE):
-        base = world.registry.placed[base_id]
-        assert isinstance(base, PatrolBase)
-        if base_id in availability.unavailable or not base.on_duty(at):
+        if base_id in unavailable:
+            continue
+        for w in shifts_of[base_id]:  # PatrolBase.on_duty
+            if w.contains(at):
+                break
+        else:
             continue
         why = R.both(f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)")
         if add(base_id, PATROL_BASE, why, dist):
@@ -430,20 +516,22 @@ def _schools(
     if local.isoweekday() not in plan.plan.school_days:
         return
     at = local.time()
-    kind = Kind.SCHOOL.value
+    kind = SCHOOL
+    duty = world.school_duty
     for dist, school_id in world.nearby.within(lat, lon, kind, stage.schools_within_m):
-        school = world.registry.placed[school_id]
-        assert isinstance(school, School)
         if school_id in availability.unavailable:
             continue
-        window = next((w for w in school.gate_windows if w.contains(at)), None)
-        if window is None:
+        windows, posts = duty[school_id]
+        for window in windows:
+            if window.contains(at):
+                break
+        else:
             continue
         why = R.both(
             f"护学岗在岗（{window}），距离{dist:.0f}米，优先通知",
             f"school-gate duty on ({window}), {dist:.0f} m: told first",
         )
-        add(school_id, kind, why, dist, posts=school.min_posts)
+        add(school_id, kind, why, dist, posts=posts)
 
 
 def _observers(
@@ -460,43 +548,40 @@ def _observers(
     """Lookout broadcast to mobile observers within R, from fresh position fixes."""
     assert stage.observers_within_m is not None
     radius = stage.observers_within_m
-    phi, lam = math.radians(lat), math.radians(lon)
     oldest = now - timedelta(seconds=plan.plan.observer_max_age_s)
     fixes = availability.observer_fixes
     unavailable = availability.unavailable
-    ranked: list[tuple[float, str, str]] = []
+    ranked: list[tuple[float, str, str]]
     if isinstance(fixes, ObserverFixes):
-        near: Iterable[tuple[float, str]] = fixes.within(lat, lon, radius)
+        ranked = [
+            (d, oid, "fix")  # a stale fix is no use: skipped
+            for d, oid, at in fixes.within_at(lat, lon, radius)
+            if oid not in unavailable and at >= oldest
+        ]
     else:  # a plain mapping (offline replay, tests): measure every fix
+        phi, lam = math.radians(lat), math.radians(lon)
         cos_phi = math.cos(phi)
-        near = []
+        ranked = []
         for oid, f in fixes.items():
             f_phi = math.radians(f.lat)
             d = haversine_pre_m(phi, lam, cos_phi, f_phi, math.radians(f.lon), math.cos(f_phi))
-            if d <= radius:
-                near.append((d, oid))
-    for d, oid in near:
-        if oid not in unavailable and fixes[oid].at >= oldest:
-            ranked.append((d, oid, "fix"))  # a stale fix is no use: skipped
+            if d <= radius and oid not in unavailable and f.at >= oldest:
+                ranked.append((d, oid, "fix"))
     if plan.plan.observer_home_fallback:
         for d, oid in world.nearby.within(lat, lon, OBSERVER, radius):
             if oid not in fixes and oid not in unavailable:
                 ranked.append((d, oid, "home"))
     ranked.sort()
+    km = radius / 1000
+    why_of = {where: _cached(_observer_why, km, where) for where in ("fix", "home")}
+    observer_ids = world.observer_ids
     for d, obs_id, where in ranked[: plan.plan.observers_max]:
-        observer = world.registry.placed[obs_id]
-        assert isinstance(observer, Observer)
-        why = R.both(
-            f"流动观察哨协查（{radius / 1000:g}公里内）",
-            f"lookout broadcast: observer within {radius / 1000:g} km ({where} position)",
-        )
-        add(obs_id, OBSERVER, why, d)
-    draft.reasons.append(
-        R.both(
-            f"协查通报发送给 {min(len(ranked), plan.plan.observers_max)} 个流动观察哨",
-            f"lookout sent to {min(len(ranked), plan.plan.observers_max)} mobile observers",
-        )
-    )
+        if obs_id not in observer_ids:  # a fix for something that is no observer
+            observer = world.registry.placed[obs_id]
+            assert isinstance(observer, Observer)
+        add(obs_id, OBSERVER, why_of[where], d)
+    sent = min(len(ranked), plan.plan.observers_max)
+    draft.reasons.append(_cached(_lookout_sent, sent))
 
 
 def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
@@ -520,20 +605,23 @@ def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
 def _equipment(
     world: World, items: tuple[Equipment, ...], lat: float, lon: float
 ) -> list[dict[str, object]]:
-    """The nearest point holding each item (like PulsePoint naming the nearest AED)."""
+    """The nearest point holding each item (like PulsePoint naming the nearest AED):
+    the first answer of the item's own ranked index, which lists exactly the points
+    with :meth:`EquipmentPoint.has` true in (distance, id) order."""
     out: list[dict[str, object]] = []
+    names = world.names
     for item in items:
-        for dist, point_id in world.nearby.ranked_far(lat, lon, EQUIPMENT_POINT):
-            point = world.registry.placed[point_id]
-            assert isinstance(point, EquipmentPoint)
-            if point.has(item):
-                out.append(
-                    {
-                        "item": item.value,
-                        "id": point_id,
-                        "name_zh": point.name_zh,
-                        "distance_m": round(dist, 1),
-                    }
-                )
-                break
+        nearby = world.equipment.get(item.value)
+        if nearby is None:
+            continue  # no point holds it
+        for dist, point_id in nearby.ranked_far(lat, lon, item.value):
+            out.append(
+                {
+                    "item": item.value,
+                    "id": point_id,
+                    "name_zh": names[point_id],
+                    "distance_m": round(dist, 1),
+                }
+            )
+            break
     return out

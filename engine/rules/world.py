@@ -15,15 +15,21 @@ from engine.geo.index import SpatialIndex
 from engine.geo.points import IndexedPoint
 from engine.models import Channel
 from engine.registry.models import (
+    Equipment,
+    EquipmentPoint,
     FrontagePoint,
     KeyZone,
     Kind,
     Observer,
+    PatrolBase,
     Placed,
+    School,
+    TimeWindow,
     Volunteer,
     WatchGroup,
 )
 from engine.registry.registry import Registry
+from engine.rules import reasons as R
 from engine.rules.nearby import Nearby
 
 INDEXED_KINDS = (
@@ -80,6 +86,21 @@ class World:
     people: dict[str, frozenset[str]]
     """entity id -> volunteer ids and radio ids behind its contacts, to test availability"""
     max_frontage_radius_m: float
+    callee: dict[str, tuple[str | None, tuple[str, ...], frozenset[str]]]
+    """entity id -> (name, addresses, people): ``names``, ``addresses`` and ``people`` in
+    one lookup, for every entity with someone to call"""
+    linked_why: dict[str, str]
+    """zone or watch group id -> the reason given to each of its linked units"""
+    frontage_radius: dict[str, float]
+    """door-front point id -> its radius in metres"""
+    school_duty: dict[str, tuple[tuple[TimeWindow, ...], int]]
+    """school id -> (gate windows, posts)"""
+    patrol_shifts: dict[str, tuple[TimeWindow, ...]]
+    """patrol base id -> its shifts"""
+    observer_ids: frozenset[str]
+    equipment: dict[str, Nearby]
+    """equipment item -> the points holding it, each item its own index (kind = item),
+    so "the nearest point with an AED" is the first answer of one ranked query"""
 
     @classmethod
     def build(cls, registry: Registry) -> World:
@@ -142,6 +163,23 @@ class World:
                     phi = math.radians(loc.lat)
                     rows.append((uid, phi, math.radians(loc.lon), math.cos(phi)))
                 linked[group.id] = tuple(rows)
+        names = {p.id: p.name_zh for p in registry.placed.values()}
+        addresses = {e: tuple(c.address for c in cs) for e, cs in contacts.items()}
+        people_sets = {
+            e: frozenset([c.volunteer_id for c in cs] + [c.radio_id for c in cs if c.radio_id])
+            for e, cs in contacts.items()
+        }
+        holding: dict[str, list[IndexedPoint]] = defaultdict(list)
+        for p in registry.placed.values():
+            if isinstance(p, EquipmentPoint):
+                for item in Equipment:
+                    if p.has(item):
+                        holding[item.value].append(
+                            IndexedPoint(p.id, item.value, p.location.lat, p.location.lon)
+                        )
+        equipment = {}
+        for item_name, held in holding.items():
+            equipment[item_name] = Nearby(SpatialIndex(held), ((h.id, h.lat, h.lon) for h in held))
         return cls(
             registry=registry,
             index=index,
@@ -151,12 +189,26 @@ class World:
                 **{f"sms:{v.id}": v.phone for v in registry.volunteers.values()},
                 **{r.id: r.sms_number for r in registry.radios.values()},
             },
-            names={p.id: p.name_zh for p in registry.placed.values()},
-            addresses={e: tuple(c.address for c in cs) for e, cs in contacts.items()},
-            people={
-                e: frozenset([c.volunteer_id for c in cs] + [c.radio_id for c in cs if c.radio_id])
-                for e, cs in contacts.items()
+            names=names,
+            addresses=addresses,
+            people=people_sets,
+            callee={e: (names.get(e), addresses[e], people_sets[e]) for e in contacts},
+            linked_why={g: R.both(f"{g} 的联动单位", f"linked unit of {g}") for g in linked},
+            frontage_radius={
+                p.id: p.radius_m for p in registry.placed.values() if isinstance(p, FrontagePoint)
             },
+            school_duty={
+                p.id: (p.gate_windows, p.min_posts)
+                for p in registry.placed.values()
+                if isinstance(p, School)
+            },
+            patrol_shifts={
+                p.id: p.shifts for p in registry.placed.values() if isinstance(p, PatrolBase)
+            },
+            observer_ids=frozenset(
+                p.id for p in registry.placed.values() if isinstance(p, Observer)
+            ),
+            equipment=equipment,
             max_frontage_radius_m=max(
                 (p.radius_m or 0.0 for p in points if p.kind == Kind.FRONTAGE_POINT.value),
                 default=0.0,
