@@ -79,7 +79,8 @@ def _eventually(what: str, probe: Callable[[], T | None], within: float = WITHIN
         except OSError as exc:  # not listening yet
             last = exc
         if last is not None and not isinstance(last, Exception):
-            return last
+            found: T = last
+            return found
         time.sleep(0.5)
     pytest.fail(f"{what}: not within {within}s (last: {last!r})")
 

@@ -4,6 +4,7 @@ are validated by kubeconform against the Kubernetes JSON schemas, offline."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -260,12 +261,11 @@ def _standalone_schemas(into: Path, kinds: set[tuple[str, str]]) -> str:
     """kubeconform's schema layout from the schemas the ``kubernetes-validate`` wheel
     ships (PyPI; GitHub is not reachable here): each kind's schema with the shared
     definitions inlined, so ``$ref`` resolves without the network."""
-    try:
-        import kubernetes_validate
-    except ImportError:
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or spec.origin is None:
         pytest.fail("kubernetes-validate is not installed: pip install kubernetes-validate",
                     pytrace=False)  # fmt: skip
-    root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    root = Path(spec.origin).parent / "kubernetes-json-schema"
     src = root / f"v{KUBERNETES_VERSION}-local-strict"
     assert src.is_dir(), f"kubernetes-validate has no schemas for {KUBERNETES_VERSION}"
     definitions = json.loads((src / "_definitions.json").read_text())["$defs"]
