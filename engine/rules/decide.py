@@ -13,6 +13,7 @@ linked units, watch groups, door-front points, patrols, observers, the command c
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -485,20 +486,20 @@ def _patrol(
     draft: _Draft,
     add: _Add,
 ) -> None:
+    """The nearest on-duty, available patrol base, by (distance, id): the first
+    available answer of the index of bases on duty at this time of day."""
     at = local.time()
-    shifts_of = world.patrol_shifts
-    unavailable = availability.unavailable
-    for dist, base_id in world.nearby.ranked_far(lat, lon, PATROL_BASE):
-        if base_id in unavailable:
-            continue
-        for w in shifts_of[base_id]:  # PatrolBase.on_duty
-            if w.contains(at):
-                break
-        else:
-            continue
-        why = R.both(f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)")
-        if add(base_id, PATROL_BASE, why, dist):
-            return
+    nearby = world.patrol_on_duty[bisect_right(world.patrol_starts, at) - 1]
+    if nearby is not None:
+        unavailable = availability.unavailable
+        for dist, base_id in nearby.ranked_far(lat, lon, PATROL_BASE):
+            if base_id in unavailable:
+                continue
+            why = R.both(
+                f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)"
+            )
+            if add(base_id, PATROL_BASE, why, dist):
+                return
     draft.reasons.append(R.both("当前没有在岗巡防队", "no patrol team on duty now"))
 
 
@@ -568,8 +569,8 @@ def _observers(
             if d <= radius and oid not in unavailable and f.at >= oldest:
                 ranked.append((d, oid, "fix"))
     if plan.plan.observer_home_fallback:
-        for d, oid in world.nearby.within(lat, lon, OBSERVER, radius):
-            if oid not in fixes and oid not in unavailable:
+        for d, oid in world.nearby.within(lat, lon, OBSERVER, radius, unless=fixes):
+            if oid not in unavailable:
                 ranked.append((d, oid, "home"))
     ranked.sort()
     km = radius / 1000

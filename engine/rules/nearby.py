@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 
 from engine.geo.distance import EARTH_RADIUS_M, haversine_rad_m
@@ -149,18 +149,35 @@ class Nearby:
         self._sorted[key] = entry
         return entry
 
-    def within(self, lat: float, lon: float, kind: str, radius_m: float) -> list[tuple[float, str]]:
+    def within(
+        self,
+        lat: float,
+        lon: float,
+        kind: str,
+        radius_m: float,
+        unless: Container[str] | None = None,
+    ) -> list[tuple[float, str]]:
         """Every point of ``kind`` within ``radius_m`` of (lat, lon), as (distance, id)
-        sorted by distance then id: exactly ``index.within``'s answer."""
-        phi, lam = math.radians(lat), math.radians(lon)
-        cos_phi = math.cos(phi)
+        sorted by distance then id: exactly ``index.within``'s answer, less the ids in
+        ``unless`` (dropped before they are measured)."""
         cands = self._candidates(lat, lon, kind, radius_m)
         if cands is None:
             flt = Filter(kinds=frozenset({kind}))
-            return [(h.distance_m, h.id) for h in self._index.within(lat, lon, radius_m, flt)]
+            hits = self._index.within(lat, lon, radius_m, flt)
+            if unless is None:
+                return [(h.distance_m, h.id) for h in hits]
+            return [(h.distance_m, h.id) for h in hits if h.id not in unless]
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
         out = []
         for p in cands:
-            d = haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi)
+            if unless is not None and p.id in unless:
+                continue
+            # haversine_pre_m written out (same operations, same order: same bits)
+            sin_dphi = _sin((p.phi - phi) * 0.5)
+            sin_dlam = _sin((p.lam - lam) * 0.5)
+            a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
+            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
             if d <= radius_m:
                 out.append((d, p.id))
         out.sort()

@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from types import MappingProxyType
 
 from engine.geo.index import SpatialIndex
@@ -95,8 +96,11 @@ class World:
     """door-front point id -> its radius in metres"""
     school_duty: dict[str, tuple[tuple[TimeWindow, ...], int]]
     """school id -> (gate windows, posts)"""
-    patrol_shifts: dict[str, tuple[TimeWindow, ...]]
-    """patrol base id -> its shifts"""
+    patrol_starts: tuple[time, ...]
+    patrol_on_duty: tuple[Nearby | None, ...]
+    """The day cut at every shift start and end: ``patrol_on_duty[i]`` indexes exactly
+    the bases on duty from ``patrol_starts[i]`` until the next start (None: nobody).
+    See :func:`_duty_segments` for why that is exact."""
     observer_ids: frozenset[str]
     equipment: dict[str, Nearby]
     """equipment item -> the points holding it, each item its own index (kind = item),
@@ -180,6 +184,7 @@ class World:
         equipment = {}
         for item_name, held in holding.items():
             equipment[item_name] = Nearby(SpatialIndex(held), ((h.id, h.lat, h.lon) for h in held))
+        starts, on_duty = _duty_segments(registry)
         return cls(
             registry=registry,
             index=index,
@@ -202,9 +207,8 @@ class World:
                 for p in registry.placed.values()
                 if isinstance(p, School)
             },
-            patrol_shifts={
-                p.id: p.shifts for p in registry.placed.values() if isinstance(p, PatrolBase)
-            },
+            patrol_starts=starts,
+            patrol_on_duty=on_duty,
             observer_ids=frozenset(
                 p.id for p in registry.placed.values() if isinstance(p, Observer)
             ),
@@ -224,3 +228,32 @@ class World:
     def radius_of(self, entity_id: str) -> float:
         p = self.registry.placed[entity_id]
         return p.radius_m if isinstance(p, FrontagePoint) else 0.0
+
+
+def _duty_segments(registry: Registry) -> tuple[tuple[time, ...], tuple[Nearby | None, ...]]:
+    """Patrol bases on duty, per stretch of the day between shift boundaries.
+
+    A base is on duty at ``t`` when one of its windows contains ``t``, and
+    :meth:`TimeWindow.contains` only compares ``t`` with the window's start and end.
+    Between two consecutive boundaries b_i <= t < b_(i+1) (all starts and ends, plus
+    00:00), every such comparison with a boundary x comes out as it does for b_i
+    (x <= t exactly when x <= b_i, as no boundary lies in (b_i, t]), so evaluating
+    :meth:`PatrolBase.on_duty` at b_i gives the answer for the whole stretch."""
+    bases = [p for p in registry.placed.values() if isinstance(p, PatrolBase)]
+    cuts = {time(0, 0)}
+    for b in bases:
+        for w in b.shifts:
+            cuts.update((w.start, w.end))
+    starts = tuple(sorted(cuts))
+    on_duty: list[Nearby | None] = []
+    for t in starts:
+        points = [
+            IndexedPoint(b.id, Kind.PATROL_BASE.value, b.location.lat, b.location.lon)
+            for b in bases
+            if b.on_duty(t)
+        ]
+        if not points:
+            on_duty.append(None)
+            continue
+        on_duty.append(Nearby(SpatialIndex(points), ((p.id, p.lat, p.lon) for p in points)))
+    return starts, tuple(on_duty)
