@@ -11,10 +11,13 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := ENGINE_DATA_DIR=$(CURDIR)/.engine/test ENGINE_BROKER_PORT=19092 \
 	ENGINE_BROKER_CONTROLLER_PORT=19093 ENGINE_KAFKA_BOOTSTRAP=127.0.0.1:19092
 
-# Debian packages the radio tests drive for real: Hamlib's rigctld (PTT over TCP) and
-# espeak-ng (Mandarin voice for PoC call-outs).
-APT_PACKAGES := libhamlib-utils espeak-ng
-APT_BINARIES := rigctld espeak-ng
+# Debian packages the tests drive for real: Hamlib's rigctld (PTT over TCP), espeak-ng
+# (Mandarin voice for PoC call-outs), and Prometheus with promtool (rules, scrapes).
+APT_PACKAGES := libhamlib-utils espeak-ng prometheus
+APT_BINARIES := rigctld espeak-ng promtool prometheus
+# kubeconform validates deploy/k8s offline against the schemas of kubernetes-validate.
+KUBECONFORM := github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0
+GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 
 .PHONY: all venv sysdeps demo test lint broker-start broker-stop topics schemas clean
 
@@ -34,8 +37,11 @@ sysdeps:
 		echo "installing$$missing (Debian: $(APT_PACKAGES))"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
+	@command -v kubeconform >/dev/null || test -x $(GOBIN_DIR)/kubeconform || \
+		{ echo "installing kubeconform ($(KUBECONFORM))"; go install $(KUBECONFORM); }
 
 broker-start: venv
 	$(ENGINE) broker start

@@ -8,11 +8,11 @@ anything touches Kafka or the disk.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 from engine.errors import EngineError
+from engine.logging_setup import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,15 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if args.verbose == 0:
-        # aiokafka logs every refused connection at ERROR while we retry; the command
-        # reports the outcome itself in one line.
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    # JSON lines (one event per line, incident id as a field) unless stderr is a
+    # terminal; aiokafka's retry noise stays quiet without -v.
+    configure_logging(args.verbose)
     try:
         code: int = args.func(args)
     except EngineError as exc:
@@ -62,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `engine tail ... | head`
+        sys.stderr.close()
+        return 0
     return code
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from engine.config import Settings
 from engine.kafka.tail import tail
 
-READY = "[^---Recovery]: Worker ready"
+READY = "Worker ready"  # faust, once partitions are assigned and tables restored
 
 
 class WorkerProcess:
@@ -116,8 +116,7 @@ def read_until(
         topic = settings.topic(logical)
         while time.monotonic() < deadline:
             records = [
-                r
-                async for r in tail(settings, topic, from_beginning=True, idle_timeout_s=1.0)
+                r async for r in tail(settings, topic, from_beginning=True, idle_timeout_s=1.0)
             ]
             if done(records):
                 return records

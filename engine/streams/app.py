@@ -136,25 +136,26 @@ def build_app(
         stream_wait_empty=True,
         logging_config=None,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    incidents = app.topic(settings.topic("incidents"), **raw)
-    # created by `engine topics ensure` / ensure_topics(), co-partitioned with incidents
-    area_events = app.topic(settings.topic("area-events"), **raw)
-    acks = app.topic(settings.topic("acks"), **raw)
-    unit_status = app.topic(settings.topic("unit-status"), **raw)
-    area_input = app.topic(settings.topic("incidents"), area_events.get_topic_name(), **raw)
+    incidents_name = settings.topic("incidents")
+    # created by `engine topics ensure` (ensure_topics), co-partitioned with incidents
+    area_events_name = settings.topic("area-events")
+    acks = app.topic(settings.topic("acks"), key_serializer="raw", value_serializer="raw")
+    unit_status = app.topic(
+        settings.topic("unit-status"), key_serializer="raw", value_serializer="raw"
+    )
+    area_input = app.topic(
+        incidents_name, area_events_name, key_serializer="raw", value_serializer="raw"
+    )
 
     # JSON keys and values (faust's table serializer default): dicts of the models
     dispatches = app.Table("dispatches", default=None, partitions=partitions)
     statuses = app.Table("unit-statuses", default=None, partitions=partitions)
     core = AreaCore(worlds, plan, dispatches, statuses)
     outputs = Outputs(settings)
-    app.service(outputs)
+    app.service(outputs)  # type: ignore[arg-type]  # faust accepts instances too
     partitioner = DefaultPartitioner()
     topic_names = {logical: settings.topic(logical) for logical in
                    ("decisions", "callouts", "incident-state", "deadletter")}  # fmt: skip
-    area_events_name = area_events.get_topic_name()
-    incidents_name = settings.topic("incidents")
 
     def expected_partition(area: str) -> int:
         key = area.encode("utf-8")
@@ -182,7 +183,8 @@ def build_app(
                     await dead_letter(parsed, (msg.key or b"").decode("utf-8", "replace"))
                     continue
                 assert parsed.area is not None
-                if msg.key != parsed.area.encode() or msg.partition != expected_partition(parsed.area):
+                home = expected_partition(parsed.area)
+                if msg.key != parsed.area.encode() or msg.partition != home:
                     reason = "unkeyed" if msg.key is None else "other_key"
                     await forward(AreaEvent(kind="incident", at=origin.timestamp, area=parsed.area,
                                             incident=parsed, source=_source(origin)))  # fmt: skip
@@ -247,22 +249,27 @@ def build_app(
             if time.monotonic() - last < TICK_RESEND_S:
                 continue
             announced[incident_id] = time.monotonic()
-            events.append(AreaEvent(kind=kind, at=now, area=area, incident_id=incident_id))  # type: ignore[arg-type]
+            events.append(AreaEvent(kind=kind, at=now, area=area, incident_id=incident_id))
         for e in events:
             await forward(e)
         for state, n in core.open_counts().items():
             metrics.open_incidents.labels(state=state).set(n)
 
-    stamps: dict[str, float] = {}
+    # modification times of what was loaded above: a later change is a reload
+    stamps = {
+        "plan": _mtime(sources.plan) if sources.plan else 0.0,
+        "registry": max((_mtime(p) for p in sources.registries), default=0.0),
+    }
 
     @app.timer(interval=RELOAD_CHECK_S)
     async def reload_sources() -> None:
         await _maybe_reload(core, sources, stamps, metrics)
 
-    @app.on_rebalance_complete.connect
-    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
-        core.invalidate()
+    async def on_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
+        core.invalidate()  # local partitions, so local state, may have changed
         announced.clear()
+
+    app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
 
     return app, core
 
@@ -354,7 +361,7 @@ async def _maybe_reload(
     files = {"plan": [sources.plan] if sources.plan else [], "registry": sources.registries}
     for what, paths in files.items():
         mtime = max((_mtime(p) for p in paths), default=0.0)
-        if not paths or stamps.setdefault(what, mtime) == mtime:
+        if not paths or stamps.get(what) == mtime:
             continue
         stamps[what] = mtime
         try:

@@ -85,7 +85,9 @@ class Effects:
         if isinstance(record, CallOut):
             self.notes.append(f"callout:{record.priority.value}:{record.channel.value}")
         elif isinstance(record, Decision):
-            kind = "no_zone" if record.zone is None else ("escalation" if record.stage else "dispatch")
+            kind = (
+                "no_zone" if record.zone is None else ("escalation" if record.stage else "dispatch")
+            )
             self.notes.append(f"decision:{record.stage}:{kind}")
 
     def dead_letter(self, key: str, letter: DeadLetter) -> None:
@@ -163,7 +165,10 @@ class AreaCore:
         self._built = True
 
     def _apply_status(self, unit_id: str, status: UnitStatus, fixes: dict[str, Fix]) -> None:
-        for flag, into in ((status.available, self._unavailable), (status.radio_online, self._offline)):
+        for flag, into in (
+            (status.available, self._unavailable),
+            (status.radio_online, self._offline),
+        ):
             if flag is False:
                 into.add(unit_id)
             elif flag is True:
@@ -326,7 +331,9 @@ class AreaCore:
         fx.incident = dispatch.incident
         world = self.worlds[dispatch.incident.area]
         end = on_cancel if event.kind == "cancel" else on_close
-        outcome = end(dispatch, world, self.plan, event.at, event.who or "operator", event.why or event.kind)
+        outcome = end(
+            dispatch, world, self.plan, event.at, event.who or "operator", event.why or event.kind
+        )
         if outcome.dispatch is dispatch:
             return fx  # already ended
         for c in outcome.stand_down:
@@ -340,7 +347,11 @@ class AreaCore:
     def _on_prune(self, incident_id: str, at: datetime) -> Effects:
         fx = Effects()
         dispatch = self._load_dispatch(incident_id)
-        if dispatch is not None and dispatch.status not in OPEN and at - dispatch.updated_at >= ENDED_KEEP:
+        if (
+            dispatch is not None
+            and dispatch.status not in OPEN
+            and at - dispatch.updated_at >= ENDED_KEEP
+        ):
             del self.dispatches[incident_id]
             fx.notes.append("pruned")
         return fx
@@ -358,9 +369,11 @@ class AreaCore:
                 deadline = datetime.fromisoformat(raw["decisions"][-1]["ack_deadline"])
                 if deadline <= now:
                     out.append(("tick", area, incident_id))
-            elif status not in _OPEN_VALUES:
-                if now - datetime.fromisoformat(raw["updated_at"]) >= ENDED_KEEP:
-                    out.append(("prune", area, incident_id))
+            elif (
+                status not in _OPEN_VALUES
+                and now - datetime.fromisoformat(raw["updated_at"]) >= ENDED_KEEP
+            ):
+                out.append(("prune", area, incident_id))
         return out
 
     def open_counts(self) -> dict[str, int]:

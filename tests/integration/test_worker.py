@@ -101,9 +101,19 @@ def test_bad_records_go_to_deadletter_and_the_next_is_still_decided(
     bad = [
         (b"tangxia", b"\xff\xfe not json"),
         (b"tangxia", b'{"type": "fire", "priority": "P1"}'),  # wrong schema: no location
-        (b"tangxia", b'{"type": "arson", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}'),  # noqa: E501
-        (b"tangxia", b'{"schema_version": 7, "type": "fire", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}'),  # noqa: E501
-        (b"tangxia", b'{"type": "fire", "priority": "P1", "location": {"lat": 23.02, "lon": 113.75}}'),  # noqa: E501
+        (
+            b"tangxia",
+            b'{"type": "arson", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}',
+        ),
+        (
+            b"tangxia",
+            b'{"schema_version": 7, "type": "fire", "priority": "P1", '
+            b'"location": {"lat": 22.8, "lon": 114.08}}',
+        ),
+        (
+            b"tangxia",
+            b'{"type": "fire", "priority": "P1", "location": {"lat": 23.02, "lon": 113.75}}',
+        ),
     ]
     with running_worker(kafka_settings, tmp_path / "worker.log"):
         asyncio.run(_produce_raw(kafka_settings, [*bad, (b"tangxia", good.to_json_bytes())]))
@@ -123,7 +133,9 @@ def test_bad_records_go_to_deadletter_and_the_next_is_still_decided(
     assert "type" in letters[2]["error"]
 
 
-def test_duplicate_incident_id_yields_one_decision(kafka_settings: Settings, tmp_path: Path) -> None:
+def test_duplicate_incident_id_yields_one_decision(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
     incident = _incident(3)
     with running_worker(kafka_settings, tmp_path / "worker.log"):
         asyncio.run(produce_incidents(kafka_settings, [incident, incident]))
@@ -241,13 +253,15 @@ def test_plan_reload_is_validated_and_a_bad_one_keeps_the_old(
         plan.write_text("name: broken\nresponses: [{name: x, types: [arson]}]\n", "utf-8")
         _wait_for_log(worker, "plan reload refused")
         asyncio.run(produce_incidents(kafka_settings, [_incident(9, lat=22.78, lon=114.10)]))
-        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 2))
-        assert decisions[1]["plan_version"] == first["plan_version"]
+        by_id = {d["incident_id"]: d for d in _values(
+            read_until(kafka_settings, "decisions", lambda r: len(r) >= 2))}  # fmt: skip
+        assert by_id["INC-T-00009"]["plan_version"] == first["plan_version"]
         plan.write_text(SHORT_PLAN.replace("TIMEOUT", "200"), encoding="utf-8")
         _wait_for_log(worker, "plan reloaded")
         asyncio.run(produce_incidents(kafka_settings, [_incident(10, lat=22.76, lon=114.11)]))
-        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 3))
-        assert decisions[2]["plan_version"] != first["plan_version"]
+        by_id = {d["incident_id"]: d for d in _values(
+            read_until(kafka_settings, "decisions", lambda r: len(r) >= 3))}  # fmt: skip
+        assert by_id["INC-T-00010"]["plan_version"] != first["plan_version"]
     assert "responses.0.types.0" in worker.log.read_text()
 
 
@@ -258,3 +272,70 @@ def _wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30) -> None
             return
         time.sleep(0.3)
     raise AssertionError(f"{text!r} not in the worker log:\n{worker.tail()}")
+
+
+def _spread_incidents(n: int, start: int) -> list[Incident]:
+    """Incidents spread over the town (a grid of points inside the outline)."""
+    from engine.geo.areas import TANGXIA
+
+    min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
+    out: list[Incident] = []
+    i = 0
+    while len(out) < n:
+        lat = min_lat + (max_lat - min_lat) * ((i * 37) % 97) / 97
+        lon = min_lon + (max_lon - min_lon) * ((i * 61) % 89) / 89
+        i += 1
+        if TANGXIA.contains(lat, lon):
+            kind = ("fire", "theft", "fight", "medical", "other")[len(out) % 5]
+            out.append(_incident(start + len(out), lat=lat, lon=lon, type=kind, priority="P2"))
+    return out
+
+
+def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    incidents = _spread_incidents(1200, start=1000)
+    ids = {i.id for i in incidents}
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(kafka_settings, log, plan=_plan(tmp_path, 600))
+    worker.start()
+
+    def stream() -> None:  # a steady stream, still flowing when the worker dies
+        for i in range(0, len(incidents), 50):
+            asyncio.run(produce_incidents(kafka_settings, incidents[i : i + 50]))
+            time.sleep(0.05)
+
+    import threading
+
+    producer = threading.Thread(target=stream)
+    producer.start()
+    time.sleep(2.0)
+    worker.kill()  # SIGKILL: no shutdown, no last commit
+    producer.join()
+    killed_at = len(read_until(kafka_settings, "decisions", lambda r: True, timeout=5))
+    assert killed_at < len(incidents), "the kill came too late to test anything"
+    with running_worker(kafka_settings, log, plan=_plan(tmp_path, 600)):
+        decisions = read_until(
+            kafka_settings, "decisions",
+            lambda r: {d["value"]["incident_id"] for d in r} >= ids, timeout=180,
+        )  # fmt: skip
+        callouts = read_until(kafka_settings, "callouts", lambda r: True, timeout=10)
+    decided = {d["value"]["incident_id"] for d in decisions}
+    assert decided >= ids, f"not decided: {sorted(ids - decided)[:10]}"
+    # a decision re-made after the crash is the same decision, byte for byte
+    by_stage: dict[tuple[str, int], set[str]] = {}
+    for d in decisions:
+        v = d["value"]
+        by_stage.setdefault((v["incident_id"], v["stage"]), set()).add(
+            json.dumps(v, sort_keys=True)
+        )
+    assert all(len(versions) == 1 for versions in by_stage.values())
+    # no idempotency key was ever issued twice with different content
+    contents: dict[str, set[str]] = {}
+    for c in callouts:
+        contents.setdefault(c["value"]["idempotency_key"], set()).add(
+            json.dumps(c["value"], sort_keys=True)
+        )
+    assert contents and all(len(v) == 1 for v in contents.values())
+    duplicates = sum(1 for d in decisions) - len(by_stage)
+    print(f"\n[kill test] {killed_at} decided before SIGKILL, {duplicates} re-published after")
