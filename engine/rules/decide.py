@@ -151,6 +151,8 @@ def _response(incident: Incident, plan: LoadedPlan) -> Response:
     return response
 
 
+_new = tuple.__new__
+"""``_new(Called, (...))`` is what ``Called(...)`` does, minus a Python-level frame."""
 _DIST_ID = itemgetter(3, 0)
 """Sort key of recipients within one kind: (distance, id), as ``Called`` fields."""
 _KINDS = tuple(KIND_ORDER)
@@ -193,6 +195,65 @@ def _blocked(unavailable: frozenset[str], offline: frozenset[str]) -> frozenset[
     return both
 
 
+class _Ctx:
+    """The recipients of one stage while they are chosen, and what ``add`` needs."""
+
+    __slots__ = ("availability", "blocked", "by_kind", "callee", "seen", "world")
+
+    def __init__(
+        self,
+        seen: set[str],
+        callee: dict[str, tuple[str | None, tuple[str, ...], frozenset[str]]],
+        blocked: frozenset[str],
+        world: World,
+        availability: Availability,
+    ) -> None:
+        self.seen = seen
+        self.callee = callee
+        self.blocked = blocked
+        self.world = world
+        self.availability = availability
+        self.by_kind: dict[str, list[Called]] = {}
+        """recipients by kind; each kind's list comes out in (distance, id) order except
+        linked units (several groups' units interleave), which are sorted at the end"""
+
+    def add(
+        self,
+        entity_id: str,
+        kind: str,
+        why: str,
+        d: float | None,
+        zone: str | None = None,
+        posts: int | None = None,
+    ) -> bool:
+        """Adds a recipient with its reachable contacts; False if nobody can be reached.
+        A person in two called groups (a zone member who is also a unit's guard) is
+        listed for both, and paged once (see engine.rules.callouts).
+        (:func:`_linked_units` and :func:`_observers` write this out inline.)"""
+        seen = self.seen
+        if entity_id in seen:
+            return False
+        info = self.callee.get(entity_id)
+        if info is None:
+            return False
+        name, contacts, people = info
+        if not people.isdisjoint(self.blocked):
+            contacts = _reachable_addresses(self.world, self.availability, entity_id)
+        if not contacts:
+            return False
+        if name is None:
+            raise KeyError(entity_id)  # contacts for an entity the registry lacks
+        seen.add(entity_id)
+        # a NamedTuple built as the tuple it is (Called(...) adds a Python-level call)
+        called = _new(Called, (entity_id, kind, why, d, name, contacts, zone, posts))
+        bucket = self.by_kind.get(kind)
+        if bucket is None:
+            self.by_kind[kind] = [called]
+        else:
+            bucket.append(called)
+        return True
+
+
 def _decide_stage(
     incident: Incident,
     world: World,
@@ -210,58 +271,23 @@ def _decide_stage(
     n_stages = len(response.stages)
     draft.reasons.append(_cached(R.plan_response, response.name, stage_no, n_stages))
     seen = set(history.entities)
-    callee = world.callee
     unavailable, offline = availability.unavailable, availability.offline_radios
-    blocked = _blocked(unavailable, offline)
-    # recipients by kind; each kind's list comes out in (distance, id) order except
-    # linked units (several groups' units interleave), which are sorted at the end
-    by_kind: dict[str, list[Called]] = {}
-
-    def add(
-        entity_id: str,
-        kind: str,
-        why: str,
-        d: float | None,
-        zone: str | None = None,
-        posts: int | None = None,
-    ) -> bool:
-        """Adds a recipient with its reachable contacts; False if nobody can be reached.
-        A person in two called groups (a zone member who is also a unit's guard) is
-        listed for both, and paged once (see engine.rules.callouts)."""
-        if entity_id in seen:
-            return False
-        info = callee.get(entity_id)
-        if info is None:
-            return False
-        name, contacts, people = info
-        if not people.isdisjoint(blocked):
-            contacts = tuple(c.address for c in _reachable(world, availability, entity_id))
-        if not contacts:
-            return False
-        if name is None:
-            raise KeyError(entity_id)  # contacts for an entity the registry lacks
-        seen.add(entity_id)
-        # positional: a NamedTuple, the cheapest record Python builds
-        called = Called(entity_id, kind, why, d, name, contacts, zone, posts)
-        bucket = by_kind.get(kind)
-        if bucket is None:
-            by_kind[kind] = [called]
-        else:
-            bucket.append(called)
-        return True
+    ctx = _Ctx(seen, world.callee, _blocked(unavailable, offline), world, availability)
+    add = ctx.add
+    by_kind = ctx.by_kind
 
     if stage.schools_within_m is not None:
         _schools(world, availability, plan, stage, lat, lon, local, add)
     if stage.key_zones:
-        _key_zones(incident, world, availability, response, stage, lat, lon, history, draft, add)
+        _key_zones(incident, world, availability, response, stage, lat, lon, history, draft, ctx)
     if stage.watch_groups:
-        _watch_groups(world, availability, stage, lat, lon, draft, add)
+        _watch_groups(world, availability, stage, lat, lon, draft, ctx)
     if stage.frontage:
         _frontage(world, availability, plan, lat, lon, add)
     if stage.patrol:
         _patrol(world, availability, lat, lon, local, draft, add)
     if stage.observers_within_m is not None:
-        _observers(world, availability, plan, stage, lat, lon, now, draft, add)
+        _observers(world, availability, plan, stage, lat, lon, now, draft, ctx)
 
     # every recipient has at least one contact (add refuses the others)
     if stage.command_centre:
@@ -327,6 +353,12 @@ def _decide_stage(
 
 
 # --- who is reachable ---------------------------------------------------------------
+def _reachable_addresses(
+    world: World, availability: Availability, entity_id: str
+) -> tuple[str, ...]:
+    return tuple(c.address for c in _reachable(world, availability, entity_id))
+
+
 def _reachable(world: World, availability: Availability, entity_id: str) -> Iterator[Contact]:
     """An entity's contacts minus unavailable volunteers; a handset reported offline
     falls back to SMS on the holder's own phone (a PoC outage is not a phone outage)."""
@@ -360,7 +392,7 @@ def _key_zones(
     lon: float,
     history: History,
     draft: _Draft,
-    add: _Add,
+    ctx: _Ctx,
 ) -> None:
     wanted = stage.key_zones
     commitments = availability.commitments
@@ -381,11 +413,11 @@ def _key_zones(
             draft.preempted.append(held.incident_id)
         # the ranked kind is KEY_ZONE: every id here is a key zone's
         why = R.zone_chosen(zone_id, names[zone_id], dist, 1 if called_before else 0)
-        if not add(zone_id, KEY_ZONE, why, dist):
+        if not ctx.add(zone_id, KEY_ZONE, why, dist):
             continue  # nobody reachable in this team: try the next zone
-        draft.zones.append(Pick(zone_id, dist))
+        draft.zones.append(_new(Pick, (zone_id, dist)))
         draft.reasons.append(why)
-        chosen = _linked_units(world, availability, zone_id, stage.linked_units, lat, lon, add)
+        chosen = _linked_units(ctx, zone_id, stage.linked_units, lat, lon)
         draft.units.extend(chosen)
         n, per_zone = len(chosen), stage.linked_units
         draft.reasons.append(_cached(R.units, n, per_zone, zone_id))
@@ -397,18 +429,17 @@ def _key_zones(
 
 
 def _linked_units(
-    world: World,
-    availability: Availability,
+    ctx: _Ctx,
     group_id: str,
     n: int,
     lat: float,
     lon: float,
-    add: _Add,
 ) -> list[Pick]:
     """The ``n`` nearest reachable linked units of a zone or watch group, by (distance,
     id). Distances are :func:`~engine.rules.nearby.haversine_pre_m` written out inline
     (the same operations in the same order, so bit for bit the same value), which
     saves a function call per unit."""
+    world, availability = ctx.world, ctx.availability
     phi, lam = math.radians(lat), math.radians(lon)
     cos_phi = math.cos(phi)
     unavailable = availability.unavailable
@@ -425,11 +456,32 @@ def _linked_units(
     if n == 0:
         return chosen
     why = world.linked_why[group_id]
-    for d, uid in ranked:
-        if add(uid, UNIT, why, d, group_id):
-            chosen.append(Pick(uid, d))
-            if len(chosen) == n:
-                break
+    seen, callee, blocked = ctx.seen, ctx.callee, ctx.blocked
+    added: list[Called] = []
+    for d, uid in ranked:  # ctx.add(uid, UNIT, why, d, group_id), written out
+        if uid in seen:
+            continue
+        info = callee.get(uid)
+        if info is None:
+            continue
+        name, contacts, people = info
+        if not people.isdisjoint(blocked):
+            contacts = _reachable_addresses(world, availability, uid)
+        if not contacts:
+            continue
+        if name is None:
+            raise KeyError(uid)
+        seen.add(uid)
+        added.append(_new(Called, (uid, UNIT, why, d, name, contacts, group_id, None)))
+        chosen.append(_new(Pick, (uid, d)))
+        if len(chosen) == n:
+            break
+    if added:
+        bucket = ctx.by_kind.get(UNIT)
+        if bucket is None:
+            ctx.by_kind[UNIT] = added
+        else:
+            bucket += added
     return chosen
 
 
@@ -440,7 +492,7 @@ def _watch_groups(
     lat: float,
     lon: float,
     draft: _Draft,
-    add: _Add,
+    ctx: _Ctx,
 ) -> None:
     taken = 0
     kind = Kind.WATCH_GROUP.value
@@ -450,9 +502,9 @@ def _watch_groups(
         if group_id in availability.unavailable or group_id in availability.commitments:
             continue
         why = R.both(f"邻里守望联防组（{dist:.0f}米）", f"neighbourhood watch group ({dist:.0f} m)")
-        if add(group_id, kind, why, dist):
+        if ctx.add(group_id, kind, why, dist):
             taken += 1
-            _linked_units(world, availability, group_id, stage.linked_units, lat, lon, add)
+            _linked_units(ctx, group_id, stage.linked_units, lat, lon)
 
 
 _FRONTAGE_WHY = R.both("门前三包责任点，警情在其责任范围内", "door-front point covering the scene")
@@ -544,7 +596,7 @@ def _observers(
     lon: float,
     now: datetime,
     draft: _Draft,
-    add: _Add,
+    ctx: _Ctx,
 ) -> None:
     """Lookout broadcast to mobile observers within R, from fresh position fixes."""
     assert stage.observers_within_m is not None
@@ -576,11 +628,29 @@ def _observers(
     km = radius / 1000
     why_of = {where: _cached(_observer_why, km, where) for where in ("fix", "home")}
     observer_ids = world.observer_ids
+    seen, callee, blocked = ctx.seen, ctx.callee, ctx.blocked
+    added: list[Called] = []
     for d, obs_id, where in ranked[: plan.plan.observers_max]:
         if obs_id not in observer_ids:  # a fix for something that is no observer
             observer = world.registry.placed[obs_id]
             assert isinstance(observer, Observer)
-        add(obs_id, OBSERVER, why_of[where], d)
+        # ctx.add(obs_id, OBSERVER, why_of[where], d), written out
+        if obs_id in seen:
+            continue
+        info = callee.get(obs_id)
+        if info is None:
+            continue
+        name, contacts, people = info
+        if not people.isdisjoint(blocked):
+            contacts = _reachable_addresses(world, availability, obs_id)
+        if not contacts:
+            continue
+        if name is None:
+            raise KeyError(obs_id)
+        seen.add(obs_id)
+        added.append(_new(Called, (obs_id, OBSERVER, why_of[where], d, name, contacts, None, None)))
+    if added:  # the only stage step adding observers: the kind's list is new
+        ctx.by_kind[OBSERVER] = added
     sent = min(len(ranked), plan.plan.observers_max)
     draft.reasons.append(_cached(_lookout_sent, sent))
 
