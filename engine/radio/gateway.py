@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 GROUP_ID = "radio-gateway"
 SOURCE = "radio-gateway"
+_AREAS_KEPT = 10_000
+"""Incidents whose area the gateway remembers for reply routing (oldest dropped)."""
 PRODUCE_RETRY = 1.0  # seconds between attempts while Kafka is away
 
 
@@ -77,6 +79,7 @@ class Gateway:
         self.read_history = read_history
         self.clock = clock
         self.book = CalledBook()
+        self._areas: dict[str, str] = {}
         self.offsets = OffsetTracker()
         self.pager = Pager(link, directory, dialect=dialect, voice=voice, metrics=self.metrics)
         self.sender = SendLoop(
@@ -179,6 +182,7 @@ class Gateway:
         now = self.clock()
         self.sent.add(SentEntry(c.idempotency_key, c.incident_id, c.radio_id, now))
         self.book.called(c.incident_id, c.radio_id, now)
+        self._remember_area(c.incident_id, getattr(c, "area", None))
         self.metrics.callouts_sent.labels(c.channel.value).inc()
         if item.decided_at is not None:
             self.metrics.decision_to_callout.observe(max(0.0, now - item.decided_at))
@@ -192,6 +196,7 @@ class Gateway:
                 "kind": AckKind.DELIVERED,
                 "at": datetime.fromtimestamp(self.clock(), UTC),
                 "idempotency_key": c.idempotency_key,
+                "area": getattr(c, "area", None),
                 "stage": c.stage,
                 "channel": c.channel.value,
                 "message_refs": list(paged.refs),
@@ -267,6 +272,7 @@ class Gateway:
                 "kind": result.kind,
                 "at": datetime.fromtimestamp(self.clock(), UTC),
                 "channel": "sms",
+                "area": self._areas.get(result.incident_id),
                 "note": result.note or None,
                 "sent_at": incoming.sent_at.isoformat() if incoming.sent_at else None,
                 "source": SOURCE,
@@ -274,6 +280,15 @@ class Gateway:
         )
         await self._produce("acks", result.incident_id, ack.to_json_bytes())
         self.metrics.replies.labels(result.kind.value).inc()
+
+    def _remember_area(self, incident_id: str, area: object) -> None:
+        """The dispatch area of a paged incident, copied onto its acks so the worker
+        can route them to the area's owner (acks are keyed by incident id)."""
+        if not isinstance(area, str):
+            return
+        self._areas[incident_id] = area
+        while len(self._areas) > _AREAS_KEPT:
+            self._areas.pop(next(iter(self._areas)))
 
     def _reject(self, reason: ReplyRejection, sender: str, text: str, detail: str) -> None:
         self.metrics.replies_rejected.labels(reason.value).inc()
