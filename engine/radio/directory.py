@@ -88,7 +88,11 @@ class StaticDirectory:
 
     @classmethod
     def from_registry(cls, registry: HasRadios) -> StaticDirectory:
-        return cls(
+        """Every handset, and every volunteer's own phone as ``sms:<volunteer id>``: the
+        address the rules give call-outs to people without a handset (and to handset
+        holders whose handset is offline). Handset SIMs (1440...) and personal phones
+        never share a number."""
+        radios = [
             RadioEntry(
                 radio_id=r.id,
                 sms_number=normalise_number(r.sms_number),
@@ -96,7 +100,13 @@ class StaticDirectory:
                 talk_group=r.talk_group or None,
             )
             for r in registry.radios.values()
-        )
+        ]
+        volunteers = getattr(registry, "volunteers", None) or {}
+        phones = [
+            RadioEntry(radio_id=f"sms:{v.id}", sms_number=normalise_number(v.phone))
+            for v in volunteers.values()
+        ]
+        return cls([*radios, *phones])
 
     def __len__(self) -> int:
         return len(self._by_id)
