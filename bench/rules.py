@@ -17,7 +17,8 @@ unavailable, 1 % of radios offline, every observer with a fresh fix. Each decisi
 independent (same availability), as in a steady state.
 
 Reported: decide() per second (best of R runs over N incidents, gc off), the same
-with the wire JSON (``to_json``) included, and per-decision microseconds.
+with the wire JSON (``to_json``) included, per-decision microseconds, and per incident
+type the microseconds per decision (best of R runs over that type's incidents alone).
 Targets: >= 20,000/s at 140 zones, >= 5,000/s at 100k zones.
 """
 
@@ -246,8 +247,27 @@ def run(name: str, world: World, incidents: list[Incident], repeat: int) -> dict
         finally:
             gc.enable()
 
+    def per_type() -> dict[str, float]:
+        """Best-of-``repeat`` microseconds per decision for each incident type alone."""
+        out: dict[str, float] = {}
+        for kind in sorted({inc.type.value for inc, _ in work}):
+            group = [(inc, at) for inc, at in work if inc.type.value == kind]
+            times = []
+            for _ in range(repeat):
+                gc.disable()
+                try:
+                    t0 = time.perf_counter()
+                    for inc, at in group:
+                        decide(inc, world, availability, plan, at)
+                    times.append(time.perf_counter() - t0)
+                finally:
+                    gc.enable()
+            out[kind] = min(times) / len(group) * 1e6
+        return out
+
     best = min(once(False) for _ in range(repeat))
     best_json = min(once(True) for _ in range(max(1, repeat // 2)))
+    types_us = per_type()
     n = len(work)
     sample = [decide(inc, world, availability, plan, at) for inc, at in work[:500]]
     return {
@@ -260,6 +280,7 @@ def run(name: str, world: World, incidents: list[Incident], repeat: int) -> dict
         "us_per_decision_with_json": best_json / n * 1e6,
         "mean_recipients": sum(len(d.recipients) for d in sample) / len(sample),
         "no_zone_fraction": sum(d.zone is None for d in sample) / len(sample),
+        "us_per_decision_by_type": types_us,
         "target_per_s": TARGETS[name],
         "meets_target": n / best >= TARGETS[name],
     }
@@ -302,6 +323,12 @@ def main() -> int:
             f"{r['us_per_decision_with_json']:>8.1f} {r['mean_recipients']:>7.1f} "
             f"{r['target_per_s']:>8.0f} {'yes' if r['meets_target'] else 'NO'}"
         )
+    kinds = sorted({k for r in results for k in r["us_per_decision_by_type"]})
+    print(f"\n{'us/decision by type':<20}" + "".join(f"{r['world']:>9}" for r in results))
+    for k in kinds:
+        by = [r["us_per_decision_by_type"].get(k, float("nan")) for r in results]
+        cells = "".join(f"{us:>9.1f}" for us in by)
+        print(f"{k:<20}{cells}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": sys.version.split()[0], "machine": platform.machine()}

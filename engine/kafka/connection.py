@@ -46,7 +46,8 @@ def producer_kwargs(settings: Settings) -> dict[str, Any]:
         **client_kwargs(settings),
         "acks": "all",
         "enable_idempotence": True,
-        "linger_ms": 5,
+        # no lingering: a call-out waiting 5 ms for company is 5 ms late
+        "linger_ms": 0,
     }
 
 

@@ -99,6 +99,10 @@ class History:
         return cls(frozenset(entities), frozenset(addresses), last)
 
 
+_NO_HISTORY = History()
+"""Stage 0's history (immutable, so one value serves every decision)."""
+
+
 @dataclass(slots=True)
 class _Draft:
     """Recipients of one stage while they are being chosen."""
@@ -124,7 +128,7 @@ def decide(
     now: datetime,
 ) -> DispatchDecision:
     """Stage 0: the first call-out for a new incident."""
-    return _decide_stage(incident, world, availability, plan, now, 0, History())
+    return _decide_stage(incident, world, availability, plan, now, 0, _NO_HISTORY)
 
 
 def escalate(
@@ -142,6 +146,11 @@ def escalate(
     if stage >= len(response.stages):
         raise NoStageLeft(incident.id)
     return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
+
+
+@lru_cache(maxsize=64)
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def _response(incident: Incident, plan: LoadedPlan) -> Response:
@@ -342,7 +351,7 @@ def _decide_stage(
         reasons=tuple(draft.reasons),
         quorum_zone_team=zone_team,
         quorum_linked_units=units_needed,
-        ack_deadline=now + timedelta(seconds=timeout),
+        ack_deadline=now + _seconds(timeout),
         plan_version=plan.version,
         decided_at=now,
         final_stage=stage_no == n_stages - 1,

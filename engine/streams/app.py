@@ -162,7 +162,9 @@ def build_app(
         return int(partitioner(key, list(range(partitions)), list(range(partitions))))
 
     async def publish(fx: Effects) -> None:
+        """Outputs first, acknowledged by Kafka; only then the state that records them."""
         await outputs.send_all([(topic_names[o.topic], o.key, o.value) for o in fx.out])
+        core.apply_writes()
         _count(metrics, fx)
 
     async def forward(event: AreaEvent) -> None:

@@ -8,9 +8,10 @@ observer fixes) is derived from those stores and cached; :meth:`invalidate` drop
 caches after a rebalance changes which partitions, and so which state, are local.
 
 Dispatch logic stays in :mod:`engine.rules`; this module only feeds it and records what
-it said. Outputs are published before the state records them, so a crash in between
-re-runs the (deterministic) decision and re-publishes identical records with the same
-idempotency keys instead of forgetting a call-out.
+it said. State writes are held back (:meth:`AreaCore.apply_writes`) until the adapter
+has published the outputs, so a crash in between re-runs the (deterministic) decision
+and re-publishes identical records with the same idempotency keys, instead of leaving
+state that says "decided" for a call-out that never left.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class AreaCore:
         self.plan = plan
         self.dispatches = dispatches  # incident id -> Dispatch (JSON-ready dict)
         self.statuses = statuses  # unit/radio/observer id -> UnitStatus (JSON-ready dict)
+        # Writes wait here until the adapter has published the outputs they record and
+        # calls apply_writes(): a table's changelog must never get ahead of the records.
+        self._pending: dict[tuple[str, str], Any] = {}
         self._built = False
         self._commitments: dict[str, dict[str, Commitment]] = {}
         self._unavailable: set[str] = set()
@@ -125,12 +129,29 @@ class AreaCore:
     def replace_plan(self, plan: LoadedPlan) -> None:
         self.plan = plan
 
+    def _read(self, table: str, key: str) -> Any:
+        if (table, key) in self._pending:
+            return self._pending[(table, key)]
+        store = self.dispatches if table == "dispatches" else self.statuses
+        return store.get(key)
+
     def _load_dispatch(self, incident_id: str) -> Dispatch | None:
-        raw = self.dispatches.get(incident_id)
+        raw = self._read("dispatches", incident_id)
         return None if raw is None else Dispatch.model_validate(raw)
 
     def _store(self, dispatch: Dispatch) -> None:
-        self.dispatches[dispatch.incident.id] = dispatch.model_dump(mode="json")
+        self._pending[("dispatches", dispatch.incident.id)] = dispatch.model_dump(mode="json")
+
+    def apply_writes(self) -> None:
+        """Write the state changes of the events handled since the last call. Call it
+        only after their outputs were acknowledged by Kafka."""
+        for (table, key), value in self._pending.items():
+            store = self.dispatches if table == "dispatches" else self.statuses
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
+        self._pending.clear()
 
     def availability(self, area: str) -> Availability:
         if not self._built:
@@ -210,7 +231,7 @@ class AreaCore:
             )
             fx.dead_letter(area, letter)
             return fx
-        if incident.id in self.dispatches:
+        if self._read("dispatches", incident.id) is not None:
             fx.notes.append("duplicate")
             log.info("duplicate incident %s ignored", incident.id, extra={"incident": incident.id})
             return fx
@@ -282,9 +303,9 @@ class AreaCore:
 
     def _on_status(self, status: UnitStatus) -> Effects:
         fx = Effects()
-        merged = self.statuses.get(status.unit_id) or {}
+        merged = self._read("statuses", status.unit_id) or {}
         update = status.model_dump(mode="json", exclude_none=True)
-        self.statuses[status.unit_id] = {**merged, **update}
+        self._pending[("statuses", status.unit_id)] = {**merged, **update}
         if self._built:  # keep the derived sets current without a rebuild
             fixes: dict[str, Fix] = {}
             self._apply_status(status.unit_id, status, fixes)
@@ -352,7 +373,7 @@ class AreaCore:
             and dispatch.status not in OPEN
             and at - dispatch.updated_at >= ENDED_KEEP
         ):
-            del self.dispatches[incident_id]
+            self._pending[("dispatches", incident_id)] = None
             fx.notes.append("pruned")
         return fx
 

@@ -1,0 +1,167 @@
+"""The worker's state machine and intake without Kafka: dict stores, real rules."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from engine.models import Ack, DeadLetter, Incident, UnitStatus
+from engine.rules.plan import LoadedPlan
+from engine.rules.world import World
+from engine.streams.core import AreaCore
+from engine.streams.events import AreaEvent
+from engine.streams.intake import Origin, derived_id, parse_incident
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def core(tangxia_world: World, default_plan: LoadedPlan) -> AreaCore:
+    return AreaCore({"tangxia": tangxia_world}, default_plan, {}, {})
+
+
+def _fire(n: int = 1) -> Incident:
+    return Incident(
+        id=f"INC-20261130-K7Q2A{n}",
+        type="fire",
+        priority="P1",
+        location={"lat": 22.8031, "lon": 114.0842},
+        area="tangxia",
+        raised_at=T0,
+    )  # type: ignore[arg-type]
+
+
+def test_state_is_written_only_after_the_outputs(core: AreaCore) -> None:
+    fx = core.on_incident(_fire(), T0)
+    assert [o.topic for o in fx.out][-2:] == ["decisions", "incident-state"]
+    assert sum(o.topic == "callouts" for o in fx.out) == 12
+    assert core.dispatches == {}  # nothing recorded until the outputs are acknowledged
+    assert core.on_incident(_fire(), T0).notes == ["duplicate"]  # but already known
+    core.apply_writes()
+    assert list(core.dispatches) == [_fire().id]
+
+
+def test_same_state_and_event_time_give_identical_records(
+    tangxia_world: World, default_plan: LoadedPlan
+) -> None:
+    """What a worker re-reading an incident after a crash publishes again."""
+    a = AreaCore({"tangxia": tangxia_world}, default_plan, {}, {}).on_incident(_fire(), T0)
+    b = AreaCore({"tangxia": tangxia_world}, default_plan, {}, {}).on_incident(_fire(), T0)
+    assert a.out == b.out
+
+
+def test_second_incident_does_not_get_the_committed_zone(core: AreaCore) -> None:
+    first = core.on_incident(_fire(1), T0)
+    core.apply_writes()
+    second = core.on_incident(_fire(2), T0)
+    zone = [
+        json.loads(o.value)["zone"]["id"]
+        for o in (*first.out, *second.out)
+        if o.topic == "decisions"
+    ]
+    assert zone[0] != zone[1]
+
+
+def test_deadline_tick_escalates_and_unknown_ack_is_dead_lettered(core: AreaCore) -> None:
+    core.on_incident(_fire(), T0)
+    core.apply_writes()
+    assert core.due(T0 + timedelta(seconds=44)) == []
+    due = core.due(T0 + timedelta(seconds=45))
+    assert due == [("tick", "tangxia", _fire().id)]
+    fx = core.on_event(
+        AreaEvent(
+            kind="tick", at=T0 + timedelta(seconds=45), area="tangxia", incident_id=_fire().id
+        )
+    )
+    assert "escalated" in fx.notes
+    decision = next(json.loads(o.value) for o in fx.out if o.topic == "decisions")
+    assert decision["stage"] == 1
+    ack = Ack(incident_id="INC-UNKNOWN", radio_id="R001", kind="accept", at=T0)  # type: ignore[arg-type]
+    fx = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=ack))
+    [letter] = [json.loads(o.value) for o in fx.out]
+    assert letter["reason"] == "unknown_incident"
+
+
+def test_unavailable_unit_and_offline_radio_reach_the_rules(core: AreaCore) -> None:
+    baseline = core.on_incident(_fire(1), T0)
+    zone = next(json.loads(o.value)["zone"]["id"] for o in baseline.out if o.topic == "decisions")
+    fresh = AreaCore(core.worlds, core.plan, {}, {})
+    fresh.on_event(
+        AreaEvent(
+            kind="status",
+            at=T0,
+            area="tangxia",
+            status=UnitStatus(unit_id=zone, available=False, at=T0),
+        )
+    )  # type: ignore[arg-type]
+    fresh.apply_writes()
+    fx = fresh.on_incident(_fire(2), T0)
+    other = next(json.loads(o.value)["zone"]["id"] for o in fx.out if o.topic == "decisions")
+    assert other != zone
+
+
+def test_closed_incident_is_pruned_after_a_day(core: AreaCore) -> None:
+    core.on_incident(_fire(), T0)
+    core.apply_writes()
+    core.on_event(AreaEvent(kind="close", at=T0 + timedelta(minutes=5), area="tangxia",
+                            incident_id=_fire().id, who="op"))  # fmt: skip
+    core.apply_writes()
+    assert core.due(T0 + timedelta(hours=1)) == []
+    later = T0 + timedelta(hours=25)
+    assert core.due(later) == [("prune", "tangxia", _fire().id)]
+    assert core.on_event(
+        AreaEvent(kind="prune", at=later, area="tangxia", incident_id=_fire().id)
+    ).notes == ["pruned"]
+    core.apply_writes()
+    assert core.dispatches == {}
+
+
+ORIGIN = Origin("incidents", 0, 42, int(T0.timestamp() * 1000), b"tangxia")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "fragment"),
+    [
+        (b"\xff\xfe", "not_json", "not JSON"),
+        (b"[1, 2]", "invalid", "not a JSON object"),
+        (b'{"type": "fire", "priority": "P1"}', "invalid", "location"),
+        (
+            b'{"type": "arson", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}',
+            "invalid",
+            "type",
+        ),
+        (
+            b'{"schema_version": 2, "type": "fire", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}',
+            "unsupported_version",
+            "schema_version 2",
+        ),
+        (
+            b'{"type": "fire", "priority": "P1", "location": {"lat": 23.02, "lon": 113.75}}',
+            "out_of_area",
+            "outside",
+        ),
+    ],
+)
+def test_bad_incident_records_become_dead_letters(raw: bytes, reason: str, fragment: str) -> None:
+    letter = parse_incident(raw, ORIGIN)
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == reason
+    assert fragment in letter.error
+    assert base64.b64decode(letter.original_b64) == raw
+    assert (letter.topic, letter.partition, letter.offset) == ("incidents", 0, 42)
+
+
+def test_missing_id_and_time_come_from_the_log_position() -> None:
+    raw = b'{"type": "fire", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}'
+    a, b = parse_incident(raw, ORIGIN), parse_incident(raw, ORIGIN)
+    assert isinstance(a, Incident) and isinstance(b, Incident)
+    assert a.id == b.id == derived_id(ORIGIN)
+    assert a.raised_at == T0 and a.area == "tangxia"
+    other: Any = parse_incident(raw, Origin("incidents", 0, 43, ORIGIN.timestamp_ms, None))
+    assert other.id != a.id
