@@ -90,10 +90,10 @@ async def produce(settings: Settings, items: list[Incident], rate: float | None)
         await producer.stop()
 
 
-async def decisions(settings: Settings, want: int, timeout: float) -> list[dict[str, Any]]:
+async def decisions(settings: Settings, want: int, idle_s: float) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     async for r in tail(settings, settings.topic("decisions"), from_beginning=True,
-                        max_records=want, idle_timeout_s=timeout):  # fmt: skip
+                        max_records=want, idle_timeout_s=idle_s):  # fmt: skip
         out.append(r)
     return out
 
@@ -113,13 +113,13 @@ def run(settings: Settings, workdir: Path, n: int, rate: float, seconds: float) 
     try:
         batch = incidents(n, "T")
         asyncio.run(produce(settings, batch, rate=None))
-        got = asyncio.run(decisions(settings, n, timeout=60))
+        got = asyncio.run(decisions(settings, n, idle_s=60))
         stamps = sorted(datetime.fromisoformat(r["timestamp"]).timestamp() for r in got)
         throughput = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 
         paced = incidents(int(rate * seconds), "L")
         asyncio.run(produce(settings, paced, rate=rate))
-        got = asyncio.run(decisions(settings, n + len(paced), timeout=30))
+        got = asyncio.run(decisions(settings, n + len(paced), idle_s=30))
         raised = asyncio.run(incident_times(settings, n + len(paced)))
         lat = sorted(
             datetime.fromisoformat(r["timestamp"]).timestamp() - raised[r["value"]["incident_id"]]
@@ -134,8 +134,12 @@ def run(settings: Settings, workdir: Path, n: int, rate: float, seconds: float) 
         "throughput_incidents": n,
         "latency_rate_per_s": rate,
         "latency_samples": len(lat),
-        "latency_ms": {"p50": q[49] * 1e3, "p90": q[89] * 1e3, "p99": q[98] * 1e3,
-                       "max": lat[-1] * 1e3},  # fmt: skip
+        "latency_ms": {
+            "p50": q[49] * 1e3,
+            "p90": q[89] * 1e3,
+            "p99": q[98] * 1e3,
+            "max": lat[-1] * 1e3,
+        },
     }
 
 

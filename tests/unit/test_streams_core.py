@@ -137,7 +137,8 @@ ORIGIN = Origin("incidents", 0, 42, int(T0.timestamp() * 1000), b"tangxia")
             "type",
         ),
         (
-            b'{"schema_version": 2, "type": "fire", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}',
+            b'{"schema_version": 2, "type": "fire", "priority": "P1", '
+            b'"location": {"lat": 22.8, "lon": 114.08}}',
             "unsupported_version",
             "schema_version 2",
         ),
