@@ -52,19 +52,12 @@ broker-stop: venv
 topics: broker-start
 	$(ENGINE) topics ensure
 
-# The main job on the embedded default: local Kafka, the Tangxia sample data.
-# Raises sample incidents and shows them coming back out of Kafka. The broker keeps
-# running afterwards (`.venv/bin/engine broker stop` stops it).
+# The main job on the embedded default: local Kafka, the Tangxia sample data, simulated
+# handsets. `engine demo` starts the handset simulator, the radio gateway and the worker,
+# raises sample incidents and follows each to "on scene", then stops them. The broker
+# keeps running afterwards (`.venv/bin/engine broker stop` stops it).
 demo: topics
-	@echo "--- raising sample incidents (东莞塘厦) ---"
-	$(ENGINE) raise --type fire --priority P1 --lat 22.8031 --lon 114.0842 \
-		--address "塘厦镇林村新围路12号" --description "三楼民房冒烟"
-	$(ENGINE) raise --type fight --priority P2 --lat 22.7935 --lon 114.0611 \
-		--address "塘厦镇花园街商铺门口" --description "两人斗殴"
-	$(ENGINE) raise --type missing_person --priority P1 --lat 22.8190 --lon 114.1052 \
-		--address "塘厦镇石潭埔小学校门" --description "7岁男孩走失"
-	@echo "--- the incidents topic, read back from Kafka ---"
-	$(ENGINE) tail incidents --from-beginning --idle-timeout 3
+	$(ENGINE) demo
 
 test: venv sysdeps
 	@set -e; export $(TEST_ENV); \

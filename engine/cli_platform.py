@@ -153,7 +153,17 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.demo import run_demo
+
+    return run_demo(_settings(args), args.config)
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser(
+        "demo", help="worker + gateway + simulated handsets: sample incidents end to end"
+    ).set_defaults(func=cmd_demo)
+
     p = sub.add_parser("config", help="show the effective configuration (secrets masked)")
     p_sub = p.add_subparsers(dest="action", required=True)
     p_sub.add_parser("show").set_defaults(func=cmd_config_show)
