@@ -86,6 +86,11 @@ class Pager:
 
     async def _send(self, callout: CallOut) -> Paged:
         entry = self.directory.entry(callout.radio_id)
+        to = getattr(callout, "to", None)
+        if entry is None and callout.channel is Channel.SMS and isinstance(to, str) and to:
+            # an address the registry does not list (the command centre's desk phone):
+            # the worker put the number on the call-out
+            return Paged(tuple(await self.link.send_sms(to, callout.text)))
         if entry is None:
             raise PageRefused(f"radio {callout.radio_id!r} is not in the directory")
         if callout.channel is Channel.SMS:
