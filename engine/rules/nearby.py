@@ -11,7 +11,10 @@ those within r: the answer equals the index's (and brute force's), ties by id.
 
 When a cell's candidate list would be long (dense data, e.g. 100k zones), the cache
 stores nothing for it and the query goes to the index directly, which is then the
-faster path anyway.
+faster path anyway. For a kind so dense that most cells would overflow (judged from
+its point count over its bounding box), the cache is not even tried: finding out
+that a cell overflows costs a large radius query. Either path gives the same answer,
+so this choice affects speed only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from engine.geo.distance import EARTH_RADIUS_M, haversine_rad_m
 from engine.geo.index import SpatialIndex
-from engine.geo.points import Filter
+from engine.geo.points import Filter, IndexedPoint
 
 CELL_DEG = 0.0025
 """Grid cell size in degrees: about 280 m north-south at Tangxia's latitude."""
@@ -62,9 +65,12 @@ class _Point:
 class Nearby:
     """Per-cell candidate cache over a static :class:`SpatialIndex`."""
 
-    def __init__(self, index: SpatialIndex, points: Iterable[tuple[str, float, float]]) -> None:
+    def __init__(self, index: SpatialIndex, points: Iterable[IndexedPoint]) -> None:
+        """``points``: those ``index`` holds."""
         self._index = index
-        self._pos = {pid: (math.radians(lat), math.radians(lon)) for pid, lat, lon in points}
+        rows = list(points)
+        self._pos = {p.id: (math.radians(p.lat), math.radians(p.lon)) for p in rows}
+        self._density = _densities(rows)
         self._cache: dict[tuple[object, ...], tuple[_Point, ...] | None] = {}
         self._sorted: dict[tuple[object, ...], tuple[float, tuple[tuple[float, _Point], ...]]] = {}
 
@@ -78,7 +84,7 @@ class Nearby:
         passes the best measured distance, that one is the next answer."""
         entry = self._ranked_candidates(lat, lon, kind, radius_m)
         if entry is None:
-            yield from self.within(lat, lon, kind, radius_m)
+            yield from self._ranked_direct(lat, lon, kind, radius_m)
             return
         h, cands = entry
         phi, lam = math.radians(lat), math.radians(lon)
@@ -98,6 +104,24 @@ class Nearby:
             if d > radius_m:
                 return
             yield d, pid
+
+    def _ranked_direct(
+        self, lat: float, lon: float, kind: str, radius_m: float
+    ) -> Iterator[tuple[float, str]]:
+        """:meth:`ranked` straight from the index: nearest-k batches, k growing
+        fourfold. ``index.nearest`` answers the k first points in (distance, id) order
+        exactly, so each batch starts with the previous one."""
+        flt = Filter(kinds=frozenset({kind}))
+        k, done = 8, 0
+        while True:
+            hits = self._index.nearest(lat, lon, k, flt)
+            for h in hits[done:]:
+                if h.distance_m > radius_m:
+                    return
+                yield h.distance_m, h.id
+            if len(hits) < k:
+                return
+            done, k = len(hits), k * 4
 
     def ranked_far(
         self, lat: float, lon: float, kind: str, tiers: tuple[float, ...] = (2000.0, 8000.0)
@@ -216,6 +240,9 @@ class Nearby:
             return self._cache[key]
         except KeyError:
             pass
+        density = self._density.get(kind, 0.0)
+        if density * math.pi * (radius_m + 200.0) ** 2 > 2 * MAX_CANDIDATES:
+            return None  # too dense to cache: not stored, the test is cheap
         if len(self._cache) >= CACHE_LIMIT:
             self._cache.clear()
         c_lat = (cell[0] + 0.5) * CELL_DEG
@@ -243,3 +270,24 @@ def _half_diagonal_m(cell: tuple[int, int]) -> float:
         for b in (0, 1)
     ]
     return max(haversine_rad_m(c_phi, c_lam, p, q) for p, q in corners)
+
+
+def _densities(points: list[IndexedPoint]) -> dict[str, float]:
+    """Points per square metre of each kind over the kind's bounding box (at least
+    1 km on a side): a rough guess of how many candidates a cell would hold."""
+    box: dict[str, list[float]] = {}
+    count: dict[str, int] = {}
+    for p in points:
+        b = box.get(p.kind)
+        if b is None:
+            box[p.kind] = [p.lat, p.lat, p.lon, p.lon]
+        else:
+            b[0], b[1] = min(b[0], p.lat), max(b[1], p.lat)
+            b[2], b[3] = min(b[2], p.lon), max(b[3], p.lon)
+        count[p.kind] = count.get(p.kind, 0) + 1
+    out = {}
+    for kind, (lat0, lat1, lon0, lon1) in box.items():
+        h = max((lat1 - lat0) * 111_000.0, 1000.0)
+        w = max((lon1 - lon0) * 111_000.0 * math.cos(math.radians((lat0 + lat1) / 2)), 1000.0)
+        out[kind] = count[kind] / (h * w)
+    return out

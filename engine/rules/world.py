@@ -99,7 +99,8 @@ class World:
     patrol_starts: tuple[time, ...]
     patrol_on_duty: tuple[Nearby | None, ...]
     """The day cut at every shift start and end: ``patrol_on_duty[i]`` indexes exactly
-    the bases on duty from ``patrol_starts[i]`` until the next start (None: nobody).
+    the bases with contacts on duty from ``patrol_starts[i]`` until the next start
+    (None: nobody).
     See :func:`_duty_segments` for why that is exact."""
     observer_ids: frozenset[str]
     equipment: dict[str, Nearby]
@@ -183,12 +184,12 @@ class World:
                         )
         equipment = {}
         for item_name, held in holding.items():
-            equipment[item_name] = Nearby(SpatialIndex(held), ((h.id, h.lat, h.lon) for h in held))
-        starts, on_duty = _duty_segments(registry)
+            equipment[item_name] = Nearby(SpatialIndex(held), held)
+        starts, on_duty = _duty_segments(registry, addresses)
         return cls(
             registry=registry,
             index=index,
-            nearby=Nearby(index, ((p.id, p.lat, p.lon) for p in points)),
+            nearby=Nearby(index, points),
             linked_positions=MappingProxyType(linked),
             sms_numbers={
                 **{f"sms:{v.id}": v.phone for v in registry.volunteers.values()},
@@ -230,8 +231,13 @@ class World:
         return p.radius_m if isinstance(p, FrontagePoint) else 0.0
 
 
-def _duty_segments(registry: Registry) -> tuple[tuple[time, ...], tuple[Nearby | None, ...]]:
-    """Patrol bases on duty, per stretch of the day between shift boundaries.
+def _duty_segments(
+    registry: Registry, addresses: Mapping[str, tuple[str, ...]]
+) -> tuple[tuple[time, ...], tuple[Nearby | None, ...]]:
+    """Patrol bases on duty that have someone to call, per stretch of the day between
+    shift boundaries. (A base with no contacts at all can never be called, whatever
+    the availability, so leaving it out changes no answer; it only spares a search
+    through every base when none can be called.)
 
     A base is on duty at ``t`` when one of its windows contains ``t``, and
     :meth:`TimeWindow.contains` only compares ``t`` with the window's start and end.
@@ -239,7 +245,9 @@ def _duty_segments(registry: Registry) -> tuple[tuple[time, ...], tuple[Nearby |
     00:00), every such comparison with a boundary x comes out as it does for b_i
     (x <= t exactly when x <= b_i, as no boundary lies in (b_i, t]), so evaluating
     :meth:`PatrolBase.on_duty` at b_i gives the answer for the whole stretch."""
-    bases = [p for p in registry.placed.values() if isinstance(p, PatrolBase)]
+    bases = [
+        p for p in registry.placed.values() if isinstance(p, PatrolBase) and addresses.get(p.id)
+    ]
     cuts = {time(0, 0)}
     for b in bases:
         for w in b.shifts:
@@ -255,5 +263,5 @@ def _duty_segments(registry: Registry) -> tuple[tuple[time, ...], tuple[Nearby |
         if not points:
             on_duty.append(None)
             continue
-        on_duty.append(Nearby(SpatialIndex(points), ((p.id, p.lat, p.lon) for p in points)))
+        on_duty.append(Nearby(SpatialIndex(points), points))
     return starts, tuple(on_duty)
