@@ -23,6 +23,7 @@ import heapq
 import math
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from engine.geo.distance import EARTH_RADIUS_M, haversine_rad_m
 from engine.geo.index import SpatialIndex
@@ -34,6 +35,8 @@ _BOUND_SLACK_M = 1e-3
 """Slack on the triangle-inequality bound for rounding in the haversines (~1e-9 m)."""
 MAX_CANDIDATES = 96
 """Above this many candidates per cell the index is queried directly."""
+RANKED_CAP = 64
+"""Candidates a cell lists for ranked queries in dense data (the nearest its centre)."""
 CACHE_LIMIT = 200_000
 """Cached (cell, query) entries before the cache is cleared (bounded memory)."""
 
@@ -72,7 +75,9 @@ class Nearby:
         self._pos = {p.id: (math.radians(p.lat), math.radians(p.lon)) for p in rows}
         self._density = _densities(rows)
         self._cache: dict[tuple[object, ...], tuple[_Point, ...] | None] = {}
-        self._sorted: dict[tuple[object, ...], tuple[float, tuple[tuple[float, _Point], ...]]] = {}
+        self._sorted: dict[
+            tuple[object, ...], tuple[float, tuple[tuple[float, _Point], ...], float]
+        ] = {}
 
     def ranked(
         self, lat: float, lon: float, kind: str, radius_m: float
@@ -81,29 +86,41 @@ class Nearby:
         same sequence as :meth:`within`, but a caller that stops after the first few
         pays only for those. Candidates are visited by their distance ``dc`` from the
         cell centre; a point's true distance is at least ``dc - h``, so once that bound
-        passes the best measured distance, that one is the next answer."""
+        passes the best measured distance, that one is the next answer.
+
+        In dense data a cell lists only its ``RANKED_CAP`` points nearest the centre,
+        and knows that every other point has ``dc >= complete``, hence a true distance
+        of at least ``complete - h``: an answer below that is safe, and at that bound
+        the walk continues from the index (skipping what it already yielded)."""
         entry = self._ranked_candidates(lat, lon, kind, radius_m)
         if entry is None:
             yield from self._ranked_direct(lat, lon, kind, radius_m)
             return
-        h, cands = entry
+        h, cands, complete = entry
+        limit = complete - h - _BOUND_SLACK_M
         phi, lam = math.radians(lat), math.radians(lon)
         cos_phi = math.cos(phi)
         heap: list[tuple[float, str]] = []
-        i, n = 0, len(cands)
+        push, pop = heapq.heappush, heapq.heappop
+        i, n, yielded = 0, len(cands), 0
         while True:
             while i < n and (not heap or cands[i][0] - h - _BOUND_SLACK_M <= heap[0][0]):
                 p = cands[i][1]
-                heapq.heappush(
-                    heap, (haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi), p.id)
-                )
+                # haversine_pre_m written out (same operations, same order: same bits)
+                sin_dphi = _sin((p.phi - phi) * 0.5)
+                sin_dlam = _sin((p.lam - lam) * 0.5)
+                a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
+                push(heap, (_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), p.id))
                 i += 1
-            if not heap:
-                return
-            d, pid = heapq.heappop(heap)
+            d = heap[0][0] if heap else math.inf
+            if d >= limit:  # an unlisted point may come first, or tie
+                if limit <= radius_m:
+                    yield from islice(self._ranked_direct(lat, lon, kind, radius_m), yielded, None)
+                return  # (else every unlisted point, and d, lie beyond the radius)
             if d > radius_m:
                 return
-            yield d, pid
+            yield pop(heap)
+            yielded += 1
 
     def _ranked_direct(
         self, lat: float, lon: float, kind: str, radius_m: float
@@ -150,26 +167,46 @@ class Nearby:
 
     def _ranked_candidates(
         self, lat: float, lon: float, kind: str, radius_m: float
-    ) -> tuple[float, tuple[tuple[float, _Point], ...]] | None:
+    ) -> tuple[float, tuple[tuple[float, _Point], ...], float] | None:
+        """(h, candidates by (centre distance, id), complete) for the query's cell:
+        every point of ``kind`` within ``radius_m + h`` of the centre that is not
+        listed lies at least ``complete`` from the centre (inf: all are listed)."""
         cell = (math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG))
         key = (kind, radius_m, cell)
         found = self._sorted.get(key)
         if found is not None:
             return found
+        h = _half_diagonal_m(cell)
+        c_lat = (cell[0] + 0.5) * CELL_DEG
+        c_lon = (cell[1] + 0.5) * CELL_DEG
         cands = self._candidates(lat, lon, kind, radius_m)
-        if cands is None:
-            return None
-        c_phi = math.radians((cell[0] + 0.5) * CELL_DEG)
-        c_lam = math.radians((cell[1] + 0.5) * CELL_DEG)
-        by_centre = tuple(
-            sorted(
-                ((haversine_rad_m(c_phi, c_lam, p.phi, p.lam), p) for p in cands),
-                key=lambda t: (t[0], t[1].id),
+        by_centre: tuple[tuple[float, _Point], ...]
+        complete = math.inf
+        if cands is not None:
+            c_phi, c_lam = math.radians(c_lat), math.radians(c_lon)
+            by_centre = tuple(
+                sorted(
+                    ((haversine_rad_m(c_phi, c_lam, p.phi, p.lam), p) for p in cands),
+                    key=lambda t: (t[0], t[1].id),
+                )
             )
-        )
+        else:  # dense: the RANKED_CAP nearest the centre, in (distance, id) order
+            flt = Filter(kinds=frozenset({kind}))
+            hits = self._index.nearest(c_lat, c_lon, RANKED_CAP + 1, flt)
+            reach = radius_m + h + 1.0  # beyond: never within the radius of the cell
+            if len(hits) > RANKED_CAP:
+                complete = hits[RANKED_CAP].distance_m
+                hits = hits[:RANKED_CAP]
+            if complete > reach:
+                complete = math.inf
+            by_centre = tuple(
+                (hit.distance_m, _Point(hit.id, *self._pos[hit.id], math.cos(self._pos[hit.id][0])))
+                for hit in hits
+                if hit.distance_m <= reach
+            )
         if len(self._sorted) >= CACHE_LIMIT:
             self._sorted.clear()
-        entry = (_half_diagonal_m(cell), by_centre)
+        entry = (h, by_centre, complete)
         self._sorted[key] = entry
         return entry
 
