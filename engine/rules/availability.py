@@ -8,7 +8,7 @@ returns a new value.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -108,8 +108,9 @@ class ObserverFixes(Mapping[str, Fix]):
         out: list[tuple[float, str, datetime]] = []
         if box is None:  # near a pole or the antimeridian: measure every fix
             buckets: list[dict[str, _Rec]] = list(self._cells.values())
+            tphi = tlam = math.inf
         else:
-            r0, r1, c0, c1 = box
+            r0, r1, c0, c1, tphi, tlam = box
             cells = self._cells
             buckets = [
                 b
@@ -119,6 +120,12 @@ class ObserverFixes(Mapping[str, Fix]):
             ]
         for bucket in buckets:
             for oid, (p_phi, p_lam, p_cos, at) in bucket.items():
+                dp = p_phi - phi
+                if dp > tphi or dp < -tphi:
+                    continue  # outside the box: farther than the radius
+                dl = p_lam - lam
+                if dl > tlam or dl < -tlam:
+                    continue
                 # haversine_pre_m inlined (same operations, same order)
                 sin_dphi = _sin((p_phi - phi) * 0.5)
                 sin_dlam = _sin((p_lam - lam) * 0.5)
@@ -128,6 +135,9 @@ class ObserverFixes(Mapping[str, Fix]):
                     out.append((d, oid, at))
         out.sort()
         return out
+
+    def keys(self) -> KeysView[str]:
+        return self._fixes.keys()  # the dict's own view: a C-level membership test
 
     def __getitem__(self, key: str) -> Fix:
         return self._fixes[key]
@@ -153,9 +163,10 @@ _sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
 
 def _box(
     lat: float, lon: float, phi: float, cos_phi: float, radius_m: float
-) -> tuple[int, int, int, int] | None:
-    """Rows and columns of the cells that hold every point within ``radius_m``, or None
-    when the box would reach a pole or wrap the antimeridian.
+) -> tuple[int, int, int, int, float, float] | None:
+    """Rows and columns of the cells that hold every point within ``radius_m``, and the
+    widened bounds on |dphi| and |dlam| in radians (a point outside them is farther
+    than the radius), or None when the box would reach a pole or wrap the antimeridian.
 
     With central angle t = radius / R, a point within the radius has
     hav(dphi) <= hav(t), so |dphi| <= t; and cos(phi1)·cos(phi2)·hav(dlam) <= hav(t)
@@ -179,4 +190,6 @@ def _box(
         math.floor((lat + dlat) / _CELL_DEG),
         math.floor((lon - dlon) / _CELL_DEG),
         math.floor((lon + dlon) / _CELL_DEG),
+        t * 1.01 + 1e-9,
+        2.0 * math.asin(s) * 1.01 + 1e-9,
     )

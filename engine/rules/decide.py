@@ -630,7 +630,7 @@ def _observers(
             if d <= radius and oid not in unavailable and f.at >= oldest:
                 ranked.append((d, oid, "fix"))
     if plan.plan.observer_home_fallback:
-        for d, oid in world.nearby.within(lat, lon, OBSERVER, radius, unless=fixes):
+        for d, oid in world.nearby.within(lat, lon, OBSERVER, radius, unless=fixes.keys()):
             if oid not in unavailable:
                 ranked.append((d, oid, "home"))
     ranked.sort()

@@ -36,13 +36,20 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from mode import Service
+from prometheus_client import CollectorRegistry
 
 from engine.config import Settings
 from engine.errors import ConfigError
 from engine.kafka.connection import client_kwargs, producer_kwargs
-from engine.metrics import WorkerMetrics, incident_labels, stage_label
-from engine.models import Ack, DeadLetter, Incident, UnitStatus
+from engine.metrics import (
+    FaustSensorsCollector,
+    WorkerMetrics,
+    incident_labels,
+    stage_label,
+)
+from engine.models import Ack, DeadLetter, Incident, IncidentType, Priority, UnitStatus
 from engine.registry.registry import load_registry
 from engine.rules.plan import LoadedPlan, load_plan
 from engine.rules.world import World
@@ -55,6 +62,7 @@ log = logging.getLogger(__name__)
 TICK_RESEND_S = 5.0
 """A due deadline is re-announced at most this often until the agent handled it."""
 RELOAD_CHECK_S = 5.0
+LAG_CHECK_S = 5.0
 
 
 @dataclass
@@ -117,6 +125,7 @@ def build_app(
     worlds = load_worlds(sources.registries)
     plan = load_plan(sources.plan)
     metrics = metrics or WorkerMetrics()
+    _initialise_series(metrics, worlds)
     partitions = settings.partitions_of("incidents")
     app_id = f"{settings.topic_prefix}tangxia-engine-worker"
     app = faust.App(
@@ -146,6 +155,11 @@ def build_app(
     area_input = app.topic(
         incidents_name, area_events_name, key_serializer="raw", value_serializer="raw"
     )
+
+    # faust's own sensors (events, commits, send latency), re-exported in seconds
+    faust_registry = CollectorRegistry()
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(faust_registry, "faust"))
+    metrics.registry.register(FaustSensorsCollector(faust_registry))
 
     # JSON keys and values (faust's table serializer default): dicts of the models
     dispatches = app.Table("dispatches", default=None, partitions=partitions)
@@ -257,6 +271,17 @@ def build_app(
         for state, n in core.open_counts().items():
             metrics.open_incidents.labels(state=state).set(n)
 
+    @app.timer(interval=LAG_CHECK_S)
+    async def consumer_lag() -> None:
+        """Records behind the end of every assigned partition (highwater - position)."""
+        consumer = app.consumer
+        for tp in sorted(consumer.assignment()):
+            position = await consumer.position(tp)
+            highwater = consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag = max(0, int(highwater) - int(position))
+                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
     # modification times of what was loaded above: a later change is a reload
     stamps = {
         "plan": _mtime(sources.plan) if sources.plan else 0.0,
@@ -274,6 +299,19 @@ def build_app(
     app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
 
     return app, core
+
+
+def _initialise_series(metrics: WorkerMetrics, worlds: dict[str, World]) -> None:
+    """Every (type, priority, area) series at zero from the start, so that the first
+    incident of a kind is an increase that rate() and the SLO rules can see."""
+    per_incident = (*metrics.histograms(), metrics.incidents, metrics.escalations,
+                    metrics.unanswered)  # fmt: skip
+    for area in worlds:
+        for kind in IncidentType:
+            for priority in Priority:
+                labels = incident_labels(kind.value, priority.value, area)
+                for metric in per_incident:
+                    metric.labels(**labels)
 
 
 def _labels(incident: Incident) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """A real Prometheus (Debian's ``prometheus`` binary, on loopback) scrapes a running
-gateway (``engine gateway`` against the handset simulator and the real broker) and a
-process exposing the worker's metrics, loads deploy/prometheus/rules, and answers
-through its HTTP API: the histograms were scraped and the recording rules evaluate."""
+``engine worker`` and ``engine gateway`` (against the handset simulator and the real
+broker), loads deploy/prometheus/rules, and answers through its HTTP API: after a real
+incident, the histograms were scraped and the recording rules evaluate."""
 
 from __future__ import annotations
 
@@ -24,16 +24,16 @@ import pytest
 import yaml
 
 from engine.config import Settings
-from engine.kafka.produce import producer
-from engine.metrics import WorkerMetrics, incident_labels
-from engine.models import CallOut, Channel, Priority
+from engine.kafka.produce import produce_incidents
+from engine.models import Incident
+from engine.rules.intake import with_area
 from tests.prom_helpers import REPO, RULE_FILES, tool
+from tests.worker_process import running_worker
 
 pytestmark = pytest.mark.integration
 
 REGISTRY = REPO / "data" / "tangxia"
 WITHIN = 90.0  # generous bound for a loaded CI box; never a timing assertion
-INCIDENT = "INC-20261129-XYK7Q2"
 T = TypeVar("T")
 
 
@@ -144,20 +144,15 @@ def gateway(handsets: Path, kafka_settings: Settings) -> Iterator[int]:
 
 
 @pytest.fixture
-def worker_metrics() -> Iterator[tuple[WorkerMetrics, int]]:
-    """The worker's metric objects served as `engine worker` serves them."""
-    metrics = WorkerMetrics()
-    server = metrics.serve(0, addr="127.0.0.1")
-    try:
-        yield metrics, server.port
-    finally:
-        server.close()
+def worker(kafka_settings: Settings, tmp_path: Path) -> Iterator[int]:
+    """A real `engine worker`; yields its metrics port."""
+    port = _free_port()
+    with running_worker(kafka_settings, tmp_path / "worker.log", metrics_port=port):
+        yield port
 
 
 @pytest.fixture
-def prometheus(
-    tmp_path: Path, gateway: int, worker_metrics: tuple[WorkerMetrics, int]
-) -> Iterator[Prometheus]:
+def prometheus(tmp_path: Path, gateway: int, worker: int) -> Iterator[Prometheus]:
     binary = tool("prometheus", "apt-get install prometheus")
     port = _free_port()
     config = {
@@ -165,7 +160,7 @@ def prometheus(
         "rule_files": [str(p) for p in RULE_FILES],
         "scrape_configs": [
             {"job_name": "worker", "static_configs": [
-                {"targets": [f"127.0.0.1:{worker_metrics[1]}"]}]},
+                {"targets": [f"127.0.0.1:{worker}"]}]},
             {"job_name": "gateway", "static_configs": [{"targets": [f"127.0.0.1:{gateway}"]}]},
         ],
     }  # fmt: skip
@@ -195,55 +190,49 @@ def prometheus(
 
 
 def test_prometheus_scrapes_histograms_and_evaluates_rules(
-    prometheus: Prometheus,
-    worker_metrics: tuple[WorkerMetrics, int],
-    kafka_settings: Settings,
+    prometheus: Prometheus, kafka_settings: Settings
 ) -> None:
-    metrics, _ = worker_metrics
-    labels = incident_labels("fire", "P1", "tangxia")
-    for histogram in metrics.histograms():
-        histogram.labels(**labels)  # the series exists (at 0) before anything happens
     _eventually(
         "both targets up",
         lambda: sorted(prometheus.values("up")) == [1.0, 1.0] or None,
     )
     _eventually(
-        "the worker's P1 series scraped at 0",
-        lambda: prometheus.values('engine_raise_to_decision_seconds_count{priority="P1"}') or None,
+        "faust's own sensors scraped from the worker",
+        lambda: prometheus.values('faust_messages_received_total{job="worker"}') or None,
     )
 
-    # Raise: the worker decides in 0.2 s; the gateway pages a handset for real.
-    metrics.incidents.labels(**labels).inc()
-    metrics.raise_to_decision.labels(**labels).observe(0.2)
-    metrics.raise_to_first_ack.labels(**labels).observe(12.0)
-    callout = CallOut(
-        idempotency_key=CallOut.key_for(INCIDENT, 0, "R001"),
-        incident_id=INCIDENT,
-        stage=0,
-        radio_id="R001",
-        channel=Channel.SMS,
-        text="[塘厦义警]P1 火情 #K7Q2 林村xx路12号 340米 回1接警 2不能 3到场",
-        priority=Priority.P1,
+    # Raise a real P1 fire: the worker decides, the gateway pages the handsets for real.
+    incident = with_area(
+        Incident.model_validate(
+            {"type": "fire", "priority": "P1", "location": {"lat": 22.8031, "lon": 114.0842}}
+        )
     )
-
-    async def publish() -> None:
-        async with producer(kafka_settings) as p:
-            await p.send_and_wait(
-                kafka_settings.topic("callouts"), callout.to_json_bytes(), key=b"R001"
-            )
-
-    asyncio.run(publish())
+    asyncio.run(produce_incidents(kafka_settings, [incident]))
+    _eventually(
+        "the worker's raise -> decision histogram scraped with the one incident",
+        lambda: prometheus.values(
+            'engine_raise_to_decision_seconds_count{job="worker",type="fire",priority="P1"}')
+        == [1.0] or None,
+    )  # fmt: skip
+    _eventually(
+        "consumer lag per partition scraped",
+        lambda: prometheus.values('engine_consumer_lag{job="worker"}') or None,
+    )
 
     # Scraped: the gateway's histogram moved, the worker's carries its bounded labels.
     _eventually(
-        "the gateway's decision -> call-out histogram scraped with one observation",
-        lambda: prometheus.values('engine_decision_to_callout_seconds_count{job="gateway"}')
-        == [1.0] or None,
+        "the gateway's decision -> call-out histogram scraped with the call-outs sent",
+        lambda: [v for v in prometheus.values(
+            'engine_decision_to_callout_seconds_count{job="gateway"}') if v >= 1.0] or None,
     )  # fmt: skip
-    buckets = prometheus.query('engine_raise_to_decision_seconds_bucket{job="worker"}')
+    buckets = prometheus.query(
+        'engine_raise_to_decision_seconds_bucket{job="worker",type="fire",priority="P1"}'
+    )
     assert {b["metric"]["le"] for b in buckets} >= {"0.01", "5.0", "60.0", "+Inf"}
     assert {(b["metric"]["type"], b["metric"]["priority"], b["metric"]["area"])
             for b in buckets} == {("fire", "P1", "tangxia")}  # fmt: skip
+    every = prometheus.query('engine_raise_to_decision_seconds_count{job="worker"}')
+    assert {s["metric"]["area"] for s in every} == {"tangxia"}  # bounded: one area loaded
     for b in buckets:
         assert set(b["metric"]) == {"__name__", "job", "instance", "type", "priority",
                                     "area", "le"}  # fmt: skip
@@ -256,7 +245,7 @@ def test_prometheus_scrapes_histograms_and_evaluates_rules(
                                          '{priority="P1"}') if not math.isnan(v)
         ] or None,
     )  # fmt: skip
-    assert 0.1 < p99[0] <= 0.25  # inside the (0.1, 0.25] bucket of a 0.2 s observation
+    assert 0.0 < p99[0] <= 5.0  # one real decision, well inside the 5 s P1 objective
     error_ratio = _eventually(
         "slo:engine_p1_callout_5s:error_ratio_rate5m evaluates",
         lambda: [

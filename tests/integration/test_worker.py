@@ -339,3 +339,43 @@ def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
     assert contents and all(len(v) == 1 for v in contents.values())
     duplicates = sum(1 for d in decisions) - len(by_stage)
     print(f"\n[kill test] {killed_at} decided before SIGKILL, {duplicates} re-published after")
+
+
+def test_a_second_worker_shares_partitions_and_takes_over_when_one_dies(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Two workers, one consumer group, two partitions. SIGKILL one: the survivor is
+    reassigned its partition and decides what arrives there."""
+    plan = _plan(tmp_path, 600)
+    first = WorkerProcess(kafka_settings, tmp_path / "a.log", plan=plan)
+    second = WorkerProcess(kafka_settings, tmp_path / "b.log", plan=plan)
+    first.start()
+    second.start()
+    first.wait_ready()  # the rebalance that gave each one partition
+    try:
+        assignments = [w.log.read_text() for w in (first, second)]
+        assert all("Worker ready" in a for a in assignments)
+        first.kill()
+        second.wait_ready(timeout=120)  # reassigned after the session times out
+        # one incident on each partition of `incidents`: one of them was the dead
+        # worker's, so deciding both shows the survivor took it over
+        incidents = [_incident(20), _incident(21, lat=22.78, lon=114.10)]
+        asyncio.run(_produce_to_partitions(kafka_settings, incidents))
+        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 2))
+        assert sorted(d["incident_id"] for d in decisions) == [i.id for i in incidents]
+    finally:
+        if second.proc is not None and second.proc.poll() is None:
+            second.stop()
+
+
+async def _produce_to_partitions(settings: Settings, incidents: list[Incident]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for partition, incident in enumerate(incidents):
+            await producer.send_and_wait(
+                settings.topic("incidents"), incident.to_json_bytes(), key=None,
+                partition=partition,
+            )  # fmt: skip
+    finally:
+        await producer.stop()
