@@ -37,7 +37,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = metrics.serve(port) if port else None
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    # our logging (JSON lines, or text on a terminal) stays; faust would replace it
+    worker = faust.Worker(
+        app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     try:
         worker.execute_from_commandline()
     finally:

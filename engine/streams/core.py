@@ -233,7 +233,9 @@ class AreaCore:
             return fx
         if self._read("dispatches", incident.id) is not None:
             fx.notes.append("duplicate")
-            log.info("duplicate incident %s ignored", incident.id, extra={"incident": incident.id})
+            log.info(
+                "duplicate incident %s ignored", incident.id, extra={"incident_id": incident.id}
+            )
             return fx
         availability = self.availability(area)
         decision = decide(incident, world, availability, self.plan, now)
@@ -243,6 +245,14 @@ class AreaCore:
         fx.publish("decisions", incident.id, decision.to_model())
         fx.publish("incident-state", incident.id, dispatch.to_incident_state())
         fx.notes.append("decided")
+        log.info(
+            "decided %s: zone %s, %d groups called (%s)",
+            incident.id,
+            decision.zone.id if decision.zone else "none",
+            len(decision.recipients),
+            decision.response,
+            extra={"incident_id": incident.id},
+        )
         fx.latencies.append(("raise_to_decision", (now - incident.raised_at).total_seconds()))
         self._store(dispatch)
         self._commit(dispatch, [z.id for z in decision.zones])
