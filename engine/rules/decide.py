@@ -317,7 +317,9 @@ def _decide_stage(
             )
         )
     quorum = stage.quorum
-    units_called = len(draft.units) + _units_called_before(history, world)
+    units_called = len(draft.units)
+    if history.entities:
+        units_called += _units_called_before(history, world)
     units_needed = min(quorum.linked_units, units_called)
     zone_team = quorum.zone_team and bool(draft.zones or history.last_zone_distance_m)
     timeout = stage.ack_timeout_s
@@ -337,27 +339,31 @@ def _decide_stage(
                 ordered += bucket
         recipients = tuple(ordered)
 
-    return DispatchDecision(
-        incident_id=incident.id,
-        stage=stage_no,
-        type=incident.type,
-        priority=incident.priority,
-        area=incident.area,
-        response=response.name,
-        zone=draft.zones[0] if draft.zones else None,
-        zones=tuple(draft.zones),
-        units=tuple(draft.units),
-        recipients=recipients,
-        reasons=tuple(draft.reasons),
-        quorum_zone_team=zone_team,
-        quorum_linked_units=units_needed,
-        ack_deadline=now + _seconds(timeout),
-        plan_version=plan.version,
-        decided_at=now,
-        final_stage=stage_no == n_stages - 1,
-        command_centre=bool(draft.command_centre_why),
-        equipment=tuple(equipment),
-        preempted=tuple(draft.preempted),
+    # positional, in DispatchDecision's field order (a test holds the order)
+    return _new(
+        DispatchDecision,
+        (
+            incident.id,  # incident_id
+            stage_no,  # stage
+            incident.type,  # type
+            incident.priority,  # priority
+            incident.area,  # area
+            response.name,  # response
+            draft.zones[0] if draft.zones else None,  # zone
+            tuple(draft.zones),  # zones
+            tuple(draft.units),  # units
+            recipients,  # recipients
+            tuple(draft.reasons),  # reasons
+            zone_team,  # quorum_zone_team
+            units_needed,  # quorum_linked_units
+            now + _seconds(timeout),  # ack_deadline
+            plan.version,  # plan_version
+            now,  # decided_at
+            stage_no == n_stages - 1,  # final_stage
+            bool(draft.command_centre_why),  # command_centre
+            tuple(equipment),  # equipment
+            tuple(draft.preempted),  # preempted
+        ),
     )
 
 
