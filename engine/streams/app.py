@@ -27,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -58,6 +58,8 @@ from engine.streams.events import AreaEvent
 from engine.streams.intake import Origin, parse, parse_incident
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", Ack, UnitStatus)
 
 TICK_RESEND_S = 5.0
 """A due deadline is re-announced at most this often until the agent handled it."""
@@ -219,34 +221,38 @@ def build_app(
                 fx = core.on_event(area_event)
             await publish(fx)
 
-    @app.agent(acks, concurrency=1)
-    async def ack_router(stream: faust.StreamT[bytes]) -> None:
+    async def valid(
+        stream: faust.StreamT[bytes], model: type[M]
+    ) -> AsyncIterator[tuple[Origin, bytes, M]]:
+        """The records of a routed topic that parse; the rest go to deadletter."""
         async for event in stream.events():
             msg = event.message
             origin = _origin(msg)
-            ack = parse(Ack, msg.value, origin)
-            if isinstance(ack, DeadLetter):
-                await dead_letter(ack, (msg.key or b"").decode("utf-8", "replace"))
-                continue
+            parsed = parse(model, msg.value, origin)
+            if isinstance(parsed, DeadLetter):
+                await dead_letter(parsed, (msg.key or b"").decode("utf-8", "replace"))
+            else:
+                yield origin, msg.value, parsed
+
+    @app.agent(acks, concurrency=1)
+    async def ack_router(stream: faust.StreamT[bytes]) -> None:
+        async for origin, raw, ack in valid(stream, Ack):
             metrics.acks.labels(kind=ack.kind.value).inc()
             area = _area_of_ack(ack, core)
             if area is None:
-                letter = origin.dead_letter(msg.value, "cannot tell the dispatch area of this ack "
-                                            "(no 'area' field and several areas loaded)",
-                                            "unknown_incident")  # fmt: skip
+                letter = origin.dead_letter(
+                    raw,
+                    "cannot tell the dispatch area of this ack (no 'area' field and several "
+                    "areas loaded)",
+                    "unknown_incident",
+                )
                 await dead_letter(letter, ack.incident_id)
                 continue
             await forward(AreaEvent(kind="ack", at=ack.at, area=area, ack=ack))
 
     @app.agent(unit_status, concurrency=1)
     async def status_router(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            msg = event.message
-            origin = _origin(msg)
-            status = parse(UnitStatus, msg.value, origin)
-            if isinstance(status, DeadLetter):
-                await dead_letter(status, (msg.key or b"").decode("utf-8", "replace"))
-                continue
+        async for _, _, status in valid(stream, UnitStatus):
             areas = [a for a, w in core.worlds.items() if _knows(w, status.unit_id)]
             if not areas:
                 log.info("unit-status for %s: not in any loaded registry, ignored", status.unit_id)
