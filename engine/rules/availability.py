@@ -8,13 +8,14 @@ returns a new value.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, KeysView, Mapping
+from collections.abc import Container, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
 from engine.geo.distance import EARTH_RADIUS_M
 from engine.models import Priority
+from engine.rules.nearby import CELL_DEG, _half_diagonal_m
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 
@@ -73,10 +74,19 @@ class ObserverFixes(Mapping[str, Fix]):
         self._fixes: dict[str, Fix] = {}
         self._cells: dict[tuple[int, int], dict[str, _Rec]] = {}
         self._cell_of: dict[str, tuple[int, int]] = {}
+        self._near: dict[tuple[int, int, float], tuple[_Cand, ...] | None] = {}
+        """(row, column, radius) of a query cell (:data:`engine.rules.nearby.CELL_DEG`)
+        -> every fix within radius + h of the cell's centre (h: its half-diagonal),
+        so a complete candidate list for any query from that cell (triangle
+        inequality); None: asked once (the list is built when asked again, so fixes
+        that change between every two queries cost no extra scan). Emptied by
+        :meth:`update`."""
         for oid, fix in sorted((fixes or {}).items()):
             self.update(oid, fix)
 
     def update(self, observer_id: str, fix: Fix) -> None:
+        if self._near:
+            self._near = {}
         old = self._cell_of.get(observer_id)
         if old is not None:
             bucket = self._cells[old]
@@ -102,10 +112,82 @@ class ObserverFixes(Mapping[str, Fix]):
         self, lat: float, lon: float, radius_m: float
     ) -> list[tuple[float, str, datetime]]:
         """As :meth:`within`, with each fix's time: (distance, id, at), sorted."""
+        cands = self._candidates(lat, lon, radius_m)
+        if cands is None:
+            out = [(d, oid, rec[3]) for d, oid, rec in self._scan(lat, lon, radius_m)]
+        else:
+            phi, lam = math.radians(lat), math.radians(lon)
+            cos_phi = math.cos(phi)
+            out = []
+            for oid, p_phi, p_lam, p_cos, at in cands:
+                # haversine_pre_m inlined (same operations, same order)
+                sin_dphi = _sin((p_phi - phi) * 0.5)
+                sin_dlam = _sin((p_lam - lam) * 0.5)
+                a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
+                d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+                if d <= radius_m:
+                    out.append((d, oid, at))
+        out.sort()
+        return out
+
+    def fresh_within(
+        self,
+        lat: float,
+        lon: float,
+        radius_m: float,
+        oldest: datetime,
+        skip: Container[str],
+    ) -> list[tuple[float, str, str]]:
+        """The fixes :meth:`within_at` lists, less those older than ``oldest`` and
+        those of ids in ``skip``, as (distance, id, "fix"), in no particular order
+        (a lookout's candidates; the ones left out are not even measured)."""
+        cands = self._candidates(lat, lon, radius_m)
+        if cands is None:
+            return [
+                (d, oid, "fix")
+                for d, oid, rec in self._scan(lat, lon, radius_m)
+                if oid not in skip and rec[3] >= oldest
+            ]
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        out = []
+        for oid, p_phi, p_lam, p_cos, at in cands:
+            if at < oldest or oid in skip:
+                continue
+            sin_dphi = _sin((p_phi - phi) * 0.5)
+            sin_dlam = _sin((p_lam - lam) * 0.5)
+            a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
+            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+            if d <= radius_m:
+                out.append((d, oid, "fix"))
+        return out
+
+    def _candidates(self, lat: float, lon: float, radius_m: float) -> tuple[_Cand, ...] | None:
+        """The query cell's cached candidates (see ``_near``), or None: scan instead."""
+        key = (math.floor(lat / CELL_DEG), math.floor(lon / CELL_DEG), radius_m)
+        near = self._near
+        found = near.get(key)
+        if found is not None:
+            return found
+        if key not in near:  # first time asked: remembered, not built
+            if len(near) >= _NEAR_LIMIT:
+                near.clear()
+            near[key] = None
+            return None
+        row, col = key[0], key[1]
+        reach = radius_m + _half_diagonal_m((row, col)) + 1.0  # +1 m: rounding slack
+        c_lat, c_lon = (row + 0.5) * CELL_DEG, (col + 0.5) * CELL_DEG
+        found = tuple((oid, *rec) for _, oid, rec in sorted(self._scan(c_lat, c_lon, reach)))
+        near[key] = found
+        return found
+
+    def _scan(self, lat: float, lon: float, radius_m: float) -> list[tuple[float, str, _Rec]]:
+        """Every fix within ``radius_m`` as (distance, id, record), unsorted: the grid
+        cells of the box that holds the circle, each fix measured exactly."""
         phi, lam = math.radians(lat), math.radians(lon)
         cos_phi = math.cos(phi)
         box = _box(lat, lon, phi, cos_phi, radius_m)
-        out: list[tuple[float, str, datetime]] = []
+        out: list[tuple[float, str, _Rec]] = []
         if box is None:  # near a pole or the antimeridian: measure every fix
             buckets: list[dict[str, _Rec]] = list(self._cells.values())
             tphi = tlam = math.inf
@@ -119,7 +201,8 @@ class ObserverFixes(Mapping[str, Fix]):
                 if (b := cells.get((r, c))) is not None
             ]
         for bucket in buckets:
-            for oid, (p_phi, p_lam, p_cos, at) in bucket.items():
+            for oid, rec in bucket.items():
+                p_phi, p_lam, p_cos, _ = rec
                 dp = p_phi - phi
                 if dp > tphi or dp < -tphi:
                     continue  # outside the box: farther than the radius
@@ -132,8 +215,7 @@ class ObserverFixes(Mapping[str, Fix]):
                 a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
                 d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
                 if d <= radius_m:
-                    out.append((d, oid, at))
-        out.sort()
+                    out.append((d, oid, rec))
         return out
 
     def keys(self) -> KeysView[str]:
@@ -154,6 +236,10 @@ class ObserverFixes(Mapping[str, Fix]):
 
 _Rec = tuple[float, float, float, datetime]
 """A fix as the grid keeps it: lat and lon in radians, cos(lat), time."""
+_Cand = tuple[str, float, float, float, datetime]
+"""A cached candidate: id, then its :data:`_Rec`."""
+_NEAR_LIMIT = 4096
+"""Cached query cells before the cache is emptied (bounded memory)."""
 
 _CELL_DEG = 0.005
 """Grid cell of the fixes, degrees (about 550 m north-south)."""

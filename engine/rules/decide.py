@@ -414,9 +414,9 @@ def _key_zones(
     unavailable = availability.unavailable
     called_before = history.entities
     names = world.names
+    # wanted >= 1 here; the count is tested after each pick, so the lazy ranking is
+    # not asked for a zone past the last one wanted
     for dist, zone_id in world.nearby.ranked(lat, lon, KEY_ZONE, stage.max_distance_m):
-        if len(draft.zones) == wanted:
-            break
         if zone_id in called_before or zone_id in unavailable:
             continue
         held = commitments.get(zone_id)
@@ -436,6 +436,8 @@ def _key_zones(
         draft.units.extend(chosen)
         n, per_zone = len(chosen), stage.linked_units
         draft.reasons.append(_cached(R.units, n, per_zone, zone_id))
+        if len(draft.zones) == wanted:
+            break
     if len(draft.zones) < wanted and not draft.zones:
         draft.reasons.append(R.no_zone(stage.max_distance_m))
         draft.command_centre_why.append(
@@ -451,38 +453,28 @@ def _linked_units(
     lon: float,
 ) -> list[Pick]:
     """The ``n`` nearest reachable linked units of a zone or watch group, by (distance,
-    id). Distances are :func:`~engine.rules.nearby.haversine_pre_m` written out inline
-    (the same operations in the same order, so bit for bit the same value), which
-    saves a function call per unit."""
-    world, availability = ctx.world, ctx.availability
-    phi, lam = math.radians(lat), math.radians(lon)
-    cos_phi = math.cos(phi)
-    unavailable = availability.unavailable
-    ranked: list[tuple[float, str]] = []
-    for uid, u_phi, u_lam, u_cos in world.linked_positions[group_id]:
-        if uid in unavailable:
-            continue
-        sin_dphi = _sin((u_phi - phi) * 0.5)
-        sin_dlam = _sin((u_lam - lam) * 0.5)
-        a = sin_dphi * sin_dphi + cos_phi * u_cos * sin_dlam * sin_dlam
-        ranked.append((_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), uid))
-    ranked.sort()
+    id). Only the group's callable units are measured (see :func:`_callable_units`:
+    the others would be skipped whatever their distance). Distances are
+    :func:`~engine.rules.nearby.haversine_pre_m` written out inline (the same
+    operations in the same order, so bit for bit the same value), which saves a
+    function call per unit."""
     chosen: list[Pick] = []
     if n == 0:
         return chosen
-    why = world.linked_why[group_id]
-    seen, callee, blocked = ctx.seen, ctx.callee, ctx.blocked
+    phi, lam = math.radians(lat), math.radians(lon)
+    cos_phi = math.cos(phi)
+    ranked = []
+    for uid, u_phi, u_lam, u_cos, name, contacts in _callable_units(ctx, group_id):
+        sin_dphi = _sin((u_phi - phi) * 0.5)
+        sin_dlam = _sin((u_lam - lam) * 0.5)
+        a = sin_dphi * sin_dphi + cos_phi * u_cos * sin_dlam * sin_dlam
+        ranked.append((_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), uid, name, contacts))
+    ranked.sort()  # by (distance, id): ids are unique, so the rest is never compared
+    why = ctx.world.linked_why[group_id]
+    seen = ctx.seen
     added: list[Called] = []
-    for d, uid in ranked:  # ctx.add(uid, UNIT, why, d, group_id), written out
+    for d, uid, name, contacts in ranked:  # ctx.add(uid, UNIT, why, d, group_id), written out
         if uid in seen:
-            continue
-        info = callee.get(uid)
-        if info is None:
-            continue
-        name, contacts, people = info
-        if not people.isdisjoint(blocked):
-            contacts = _reachable_addresses(world, availability, uid)
-        if not contacts:
             continue
         if name is None:
             raise KeyError(uid)
@@ -500,6 +492,75 @@ def _linked_units(
     return chosen
 
 
+_UnitRow = tuple[str, float, float, float, str | None, tuple[str, ...]]
+"""A callable linked unit: id, lat and lon in radians, cos(lat), name, reachable
+addresses."""
+_callable_cache: dict[tuple[int, int, int], tuple[object, ...]] = {}
+"""(world, unavailable, offline) by id -> (those three, group id -> its callable units,
+entity id -> what :func:`_callable_entity` says). The values hold their keys' objects,
+so an id is never reused while its entry lives."""
+_UNKNOWN = ("", ())
+"""Not yet worked out (a sentinel for ``_callable(...)[1]``)."""
+
+
+def _callable(
+    ctx: _Ctx,
+) -> tuple[
+    dict[str, tuple[_UnitRow, ...]],
+    dict[str, tuple[str | None, tuple[str, ...]] | None],
+]:
+    """The caches of who is callable under ``ctx``'s world, unavailable and offline
+    sets, which the worker hands over unchanged from decision to decision."""
+    world, availability = ctx.world, ctx.availability
+    unavailable, offline = availability.unavailable, availability.offline_radios
+    key = (id(world), id(unavailable), id(offline))
+    entry = _callable_cache.get(key)
+    if (
+        entry is None
+        or entry[0] is not world
+        or entry[1] is not unavailable
+        or entry[2] is not offline
+    ):
+        if len(_callable_cache) >= 8:
+            _callable_cache.clear()
+        entry = _callable_cache[key] = (world, unavailable, offline, {}, {})
+    return entry[3], entry[4]  # type: ignore[return-value]
+
+
+def _callable_entity(ctx: _Ctx, entity_id: str) -> tuple[str | None, tuple[str, ...]] | None:
+    """(name, reachable addresses) as ``ctx.add`` would find them, or None when it
+    would refuse the entity whatever was seen before (nobody to call or reach)."""
+    info = ctx.callee.get(entity_id)
+    if info is None:
+        return None
+    name, contacts, people = info
+    if not people.isdisjoint(ctx.blocked):
+        contacts = _reachable_addresses(ctx.world, ctx.availability, entity_id)
+    if not contacts:
+        return None
+    return name, contacts
+
+
+def _callable_units(ctx: _Ctx, group_id: str) -> tuple[_UnitRow, ...]:
+    """The linked units of ``group_id`` that ``ctx.add`` could add when not yet seen:
+    not unavailable, with someone reachable (:func:`_callable_entity`), in the group's
+    order. They depend only on the world and the unavailable and offline sets, so they
+    are worked out once per group for each such triple."""
+    by_group = _callable(ctx)[0]
+    rows = by_group.get(group_id)
+    if rows is None:
+        unavailable = ctx.availability.unavailable
+        found: list[_UnitRow] = []
+        for uid, u_phi, u_lam, u_cos in ctx.world.linked_positions[group_id]:
+            if uid in unavailable:
+                continue
+            got = _callable_entity(ctx, uid)
+            if got is not None:
+                found.append((uid, u_phi, u_lam, u_cos, *got))
+        rows = by_group[group_id] = tuple(found)
+    return rows
+
+
 def _watch_groups(
     world: World,
     availability: Availability,
@@ -511,15 +572,16 @@ def _watch_groups(
 ) -> None:
     taken = 0
     kind = Kind.WATCH_GROUP.value
+    # stage.watch_groups >= 1 here: the count is tested after each pick
     for dist, group_id in world.nearby.ranked(lat, lon, kind, stage.max_distance_m):
-        if taken == stage.watch_groups:
-            break
         if group_id in availability.unavailable or group_id in availability.commitments:
             continue
         why = R.both(f"邻里守望联防组（{dist:.0f}米）", f"neighbourhood watch group ({dist:.0f} m)")
         if ctx.add(group_id, kind, why, dist):
             taken += 1
             _linked_units(ctx, group_id, stage.linked_units, lat, lon)
+            if taken == stage.watch_groups:
+                break
 
 
 _FRONTAGE_WHY = R.both("门前三包责任点，警情在其责任范围内", "door-front point covering the scene")
@@ -559,6 +621,16 @@ def _patrol(
     nearby = world.patrol_on_duty[bisect_right(world.patrol_starts, at) - 1]
     if nearby is not None:
         unavailable = availability.unavailable
+        first = nearby.first_far(lat, lon, PATROL_BASE)  # the usual answer, found fast
+        if first is not None and first[1] not in unavailable:
+            dist, base_id = first
+            why = R.both(
+                f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)"
+            )
+            if add(base_id, PATROL_BASE, why, dist):
+                return
+        # else the walk from the start (refusing the first again: add has no effect
+        # when it refuses)
         for dist, base_id in nearby.ranked_far(lat, lon, PATROL_BASE):
             if base_id in unavailable:
                 continue
@@ -620,12 +692,8 @@ def _observers(
     fixes = availability.observer_fixes
     unavailable = availability.unavailable
     ranked: list[tuple[float, str, str]]
-    if isinstance(fixes, ObserverFixes):
-        ranked = [
-            (d, oid, "fix")  # a stale fix is no use: skipped
-            for d, oid, at in fixes.within_at(lat, lon, radius)
-            if oid not in unavailable and at >= oldest
-        ]
+    if isinstance(fixes, ObserverFixes):  # a stale fix is no use: skipped
+        ranked = fixes.fresh_within(lat, lon, radius, oldest, unavailable)
     else:  # a plain mapping (offline replay, tests): measure every fix
         phi, lam = math.radians(lat), math.radians(lon)
         cos_phi = math.cos(phi)
@@ -643,7 +711,8 @@ def _observers(
     km = radius / 1000
     why_of = {where: _cached(_observer_why, km, where) for where in ("fix", "home")}
     observer_ids = world.observer_ids
-    seen, callee, blocked = ctx.seen, ctx.callee, ctx.blocked
+    seen = ctx.seen
+    reachable = _callable(ctx)[1]
     added: list[Called] = []
     for d, obs_id, where in ranked[: plan.plan.observers_max]:
         if obs_id not in observer_ids:  # a fix for something that is no observer
@@ -652,14 +721,12 @@ def _observers(
         # ctx.add(obs_id, OBSERVER, why_of[where], d), written out
         if obs_id in seen:
             continue
-        info = callee.get(obs_id)
-        if info is None:
+        found = reachable.get(obs_id, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = reachable[obs_id] = _callable_entity(ctx, obs_id)
+        if found is None:
             continue
-        name, contacts, people = info
-        if not people.isdisjoint(blocked):
-            contacts = _reachable_addresses(world, availability, obs_id)
-        if not contacts:
-            continue
+        name, contacts = found
         if name is None:
             raise KeyError(obs_id)
         seen.add(obs_id)
@@ -700,7 +767,9 @@ def _equipment(
         nearby = world.equipment.get(item.value)
         if nearby is None:
             continue  # no point holds it
-        for dist, point_id in nearby.ranked_far(lat, lon, item.value):
+        first = nearby.first_far(lat, lon, item.value)
+        if first is not None:
+            dist, point_id = first
             out.append(
                 {
                     "item": item.value,
@@ -709,5 +778,4 @@ def _equipment(
                     "distance_m": round(dist, 1),
                 }
             )
-            break
     return out

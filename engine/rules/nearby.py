@@ -165,6 +165,41 @@ class Nearby:
                 return
             k *= 4
 
+    def first_far(
+        self, lat: float, lon: float, kind: str, tiers: tuple[float, ...] = (2000.0, 8000.0)
+    ) -> tuple[float, str] | None:
+        """The first answer of :meth:`ranked_far` (None: no point of ``kind``), without
+        the generators while each ring's cell lists every candidate. A ring's first
+        answer is :meth:`ranked`'s, found by the same walk (candidates by centre
+        distance until the bound passes the best measured one); when it lies beyond
+        the ring's radius, the ring yields nothing (every point of ``kind`` within the
+        radius would have been a candidate), and the next ring is asked."""
+        phi, lam = math.radians(lat), math.radians(lon)
+        cos_phi = math.cos(phi)
+        inner = -1.0
+        for radius in tiers:
+            entry = self._ranked_candidates(lat, lon, kind, radius)
+            if entry is None or entry[2] != math.inf:
+                break  # dense cell: the generators
+            h, cands, _ = entry
+            best: tuple[float, str] | None = None
+            for dc, p in cands:
+                if best is not None and dc - h - _BOUND_SLACK_M > best[0]:
+                    break
+                # haversine_pre_m written out (same operations, same order: same bits)
+                sin_dphi = _sin((p.phi - phi) * 0.5)
+                sin_dlam = _sin((p.lam - lam) * 0.5)
+                a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
+                got = (_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), p.id)
+                if best is None or got < best:
+                    best = got
+            if best is not None and best[0] <= radius:
+                if best[0] > inner:
+                    return best
+                break  # (cannot happen: the inner ring yielded nothing) the generators
+            inner = radius
+        return next(self.ranked_far(lat, lon, kind, tiers), None)
+
     def _ranked_candidates(
         self, lat: float, lon: float, kind: str, radius_m: float
     ) -> tuple[float, tuple[tuple[float, _Point], ...], float] | None:
@@ -262,7 +297,11 @@ class Nearby:
             return [(h.distance_m, h.id) for h in hits]
         out = []
         for p in cands:
-            d = haversine_pre_m(phi, lam, cos_phi, p.phi, p.lam, p.cos_phi)
+            # haversine_pre_m written out (same operations, same order: same bits)
+            sin_dphi = _sin((p.phi - phi) * 0.5)
+            sin_dlam = _sin((p.lam - lam) * 0.5)
+            a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
+            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
             if d <= radius_of(p.id):
                 out.append((d, p.id))
         out.sort()
