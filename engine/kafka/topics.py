@@ -8,6 +8,7 @@ partitions of a keyed topic moves keys between partitions, a decision for an ope
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,7 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             ) from exc
         existing = await _describe(admin, [s.name for s in wanted], keys)
         to_create, unchanged, mismatched = compare(wanted, existing)
+        created: list[str] = []
         if to_create:
             response = await admin.create_topics(
                 [
@@ -154,20 +156,52 @@ async def ensure_topics(settings: Settings) -> TopicReport:
                     for s in to_create
                 ]
             )
-            _raise_on_errors(response.to_object())
-        return TopicReport(
-            created=[s.name for s in to_create], unchanged=unchanged, mismatched=mismatched
-        )
+            raced = _raise_on_errors(response.to_object())
+            created = [s.name for s in to_create if s.name not in raced]
+            # The broker's metadata lags a CreateTopics answer: return only once every
+            # topic is visible, so the next caller (or a second `ensure`) sees them.
+            await _wait_visible(admin, [s.name for s in wanted])
+            if raced:  # created meanwhile by someone else: check them like any other
+                again = await _describe(admin, sorted(raced), keys)
+                _, more_unchanged, more_mismatched = compare(
+                    [s for s in wanted if s.name in raced], again
+                )
+                unchanged += more_unchanged
+                mismatched.update(more_mismatched)
+        return TopicReport(created=created, unchanged=unchanged, mismatched=mismatched)
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
 
 
-def _raise_on_errors(obj: dict[str, Any]) -> None:
-    errors = [
-        f"{t['topic']}: error {t['error_code']} {t.get('error_message') or ''}".strip()
-        for t in obj.get("topic_errors", [])
-        if t["error_code"] not in (0, 36)  # 36: TOPIC_ALREADY_EXISTS (raced another run)
-    ]
+TOPIC_ALREADY_EXISTS = 36
+
+
+def _raise_on_errors(obj: dict[str, Any]) -> set[str]:
+    """Raise on real errors; return the topics another client created first."""
+    raced = set()
+    errors = []
+    for t in obj.get("topic_errors", []):
+        if t["error_code"] == TOPIC_ALREADY_EXISTS:
+            raced.add(t["topic"])
+        elif t["error_code"] != 0:
+            errors.append(f"{t['topic']}: error {t['error_code']} {t.get('error_message') or ''}")
     if errors:
-        raise KafkaUnavailable("creating topics failed: " + "; ".join(errors))
+        raise KafkaUnavailable("creating topics failed: " + "; ".join(e.strip() for e in errors))
+    return raced
+
+
+async def _wait_visible(
+    admin: AIOKafkaAdminClient, names: list[str], within_s: float = 15.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        present = set(await admin.list_topics())
+        missing = [n for n in names if n not in present]
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaUnavailable(
+                f"topics created but not visible after {within_s:.0f} s: {missing}"
+            )
+        await asyncio.sleep(0.1)
