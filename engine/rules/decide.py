@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
@@ -32,7 +32,7 @@ from engine.rules import reasons as R
 from engine.rules.availability import Availability, ObserverFixes
 from engine.rules.decision import Called, DispatchDecision, Pick
 from engine.rules.nearby import _TWO_R, _asin, _sin, _sqrt, haversine_pre_m
-from engine.rules.plan import LoadedPlan, Response, Stage
+from engine.rules.plan import LoadedPlan, Plan, Response, Stage
 from engine.rules.world import Contact, World
 
 COMMAND_CENTRE = "command_centre"
@@ -103,16 +103,18 @@ _NO_HISTORY = History()
 """Stage 0's history (immutable, so one value serves every decision)."""
 
 
-@dataclass(slots=True)
 class _Draft:
     """Recipients of one stage while they are being chosen."""
 
-    recipients: list[Called] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    zones: list[Pick] = field(default_factory=list)
-    units: list[Pick] = field(default_factory=list)
-    preempted: list[str] = field(default_factory=list)
-    command_centre_why: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = ("command_centre_why", "preempted", "reasons", "recipients", "units", "zones")
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.recipients: list[Called] = []
+        self.reasons = reasons
+        self.zones: list[Pick] = []
+        self.units: list[Pick] = []
+        self.preempted: list[str] = []
+        self.command_centre_why: list[tuple[str, str]] = []
 
 
 @lru_cache(maxsize=8)
@@ -154,14 +156,40 @@ def _seconds(seconds: float) -> timedelta:
 
 
 def _response(incident: Incident, plan: LoadedPlan) -> Response:
+    key = (id(plan.plan), incident.type, incident.priority)
+    found = _response_cache.get(key)
+    if found is not None and found[0] is plan.plan:
+        return found[1]
     response = plan.plan.response_for(incident.type, incident.priority)
     if response is None:  # the plan validator guarantees a catch-all
         raise ValueError(f"plan has no response for {incident.type}/{incident.priority}")
+    if len(_response_cache) >= 1024:
+        _response_cache.clear()
+    _response_cache[key] = (plan.plan, response)  # holds the plan: its id stays its own
     return response
+
+
+_response_cache: dict[tuple[int, object, object], tuple[Plan, Response]] = {}
+"""(plan by id, type, priority) -> (the plan, its response): plans are frozen."""
+_local_cache: dict[tuple[datetime, str], datetime] = {}
+"""(now, time zone) -> now in that zone: decisions made at the same instant."""
+
+
+def _local(now: datetime, tz: str) -> datetime:
+    """``now.astimezone(ZoneInfo(tz))``, remembered (equal datetimes are the same
+    instant, or both naive and equal: either way the same local time)."""
+    key = (now, tz)
+    local = _local_cache.get(key)
+    if local is None:
+        if len(_local_cache) >= 4096:
+            _local_cache.clear()
+        local = _local_cache[key] = now.astimezone(_zone(tz))
+    return local
 
 
 _new = tuple.__new__
 """``_new(Called, (...))`` is what ``Called(...)`` does, minus a Python-level frame."""
+_FIRST = itemgetter(0)
 _DIST_ID = itemgetter(3, 0)
 """Sort key of recipients within one kind: (distance, id), as ``Called`` fields."""
 _KINDS = tuple(KIND_ORDER)
@@ -207,7 +235,7 @@ def _blocked(unavailable: frozenset[str], offline: frozenset[str]) -> frozenset[
 class _Ctx:
     """The recipients of one stage while they are chosen, and what ``add`` needs."""
 
-    __slots__ = ("availability", "blocked", "by_kind", "callee", "seen", "world")
+    __slots__ = ("availability", "blocked", "by_kind", "callee", "seen", "units_mixed", "world")
 
     def __init__(
         self,
@@ -223,6 +251,8 @@ class _Ctx:
         self.world = world
         self.availability = availability
         self.by_kind: dict[str, list[Called]] = {}
+        self.units_mixed = False
+        """True once a second group's linked units joined the kind's list"""
         """recipients by kind; each kind's list comes out in (distance, id) order except
         linked units (several groups' units interleave), which are sorted at the end"""
 
@@ -274,18 +304,19 @@ def _decide_stage(
 ) -> DispatchDecision:
     response = _response(incident, plan)
     stage = response.stages[stage_no]
-    lat, lon = incident.location.lat, incident.location.lon
-    local = now.astimezone(_zone(plan.plan.timezone))  # duty windows are local time
-    draft = _Draft()
+    location = incident.location
+    lat, lon = location.lat, location.lon
     n_stages = len(response.stages)
-    draft.reasons.append(_cached(R.plan_response, response.name, stage_no, n_stages))
+    draft = _Draft([_cached(R.plan_response, response.name, stage_no, n_stages)])
     seen = set(history.entities)
     unavailable, offline = availability.unavailable, availability.offline_radios
     ctx = _Ctx(seen, world.callee, _blocked(unavailable, offline), world, availability)
     add = ctx.add
     by_kind = ctx.by_kind
 
+    local = None
     if stage.schools_within_m is not None:
+        local = _local(now, plan.plan.timezone)  # duty windows are local time
         _schools(world, availability, plan, stage, lat, lon, local, add)
     if stage.key_zones:
         _key_zones(incident, world, availability, response, stage, lat, lon, history, draft, ctx)
@@ -294,6 +325,8 @@ def _decide_stage(
     if stage.frontage:
         _frontage(world, availability, plan, lat, lon, add)
     if stage.patrol:
+        if local is None:
+            local = _local(now, plan.plan.timezone)
         _patrol(world, availability, lat, lon, local, draft, add)
     if stage.observers_within_m is not None:
         _observers(world, availability, plan, stage, lat, lon, now, draft, ctx)
@@ -326,9 +359,8 @@ def _decide_stage(
     draft.reasons.append(_cached(R.quorum, zone_team, units_needed, timeout))
     # listed by KIND_ORDER, then (distance, id): the same order as sorting every
     # recipient by (KIND_ORDER[kind], distance, id), since ids are unique
-    units = by_kind.get(UNIT)
-    if units is not None:
-        units.sort(key=_DIST_ID)
+    if ctx.units_mixed:  # (one group's units come in (distance, id) order already)
+        by_kind[UNIT].sort(key=_DIST_ID)
     if len(by_kind) == 1:
         recipients = tuple(next(iter(by_kind.values())))
     else:
@@ -469,7 +501,9 @@ def _linked_units(
         sin_dlam = _sin((u_lam - lam) * 0.5)
         a = sin_dphi * sin_dphi + cos_phi * u_cos * sin_dlam * sin_dlam
         ranked.append((_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), uid, name, contacts))
-    ranked.sort()  # by (distance, id): ids are unique, so the rest is never compared
+    # by (distance, id): the rows come in id order and the sort is stable, so sorting
+    # on the distance alone (a float compare, no tuple compare) breaks ties by id
+    ranked.sort(key=_FIRST)
     why = ctx.world.linked_why[group_id]
     seen = ctx.seen
     added: list[Called] = []
@@ -489,6 +523,7 @@ def _linked_units(
             ctx.by_kind[UNIT] = added
         else:
             bucket += added
+            ctx.units_mixed = True
     return chosen
 
 
@@ -557,6 +592,7 @@ def _callable_units(ctx: _Ctx, group_id: str) -> tuple[_UnitRow, ...]:
             got = _callable_entity(ctx, uid)
             if got is not None:
                 found.append((uid, u_phi, u_lam, u_cos, *got))
+        found.sort(key=_FIRST)  # by id: see _linked_units
         rows = by_group[group_id] = tuple(found)
     return rows
 

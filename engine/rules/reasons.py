@@ -16,14 +16,15 @@ def both(zh: str, en: str) -> str:
 
 
 def zone_chosen(zone_id: str, name: str, d: float, stage: int) -> str:
+    m = f"{d:.0f}"  # metres(d), formatted once
     if stage == 0:
-        return both(
-            f"最近的可用先莞队 {name}（{zone_id}，{metres(d)}米）",
-            f"nearest available key zone team {zone_id} ({metres(d)} m)",
+        return (
+            f"最近的可用先莞队 {name}（{zone_id}，{m}米） | "
+            f"nearest available key zone team {zone_id} ({m} m)"
         )
-    return both(
-        f"升级：下一最近的先莞队 {name}（{zone_id}，{metres(d)}米）",
-        f"escalation: next nearest key zone team {zone_id} ({metres(d)} m)",
+    return (
+        f"升级：下一最近的先莞队 {name}（{zone_id}，{m}米） | "
+        f"escalation: next nearest key zone team {zone_id} ({m} m)"
     )
 
 
