@@ -140,7 +140,7 @@ class ObserverFixes(Mapping[str, Fix]):
     ) -> list[tuple[float, str, str]]:
         """The fixes :meth:`within_at` lists, less those older than ``oldest`` and
         those of ids in ``skip``, as (distance, id, "fix"), in no particular order
-        (a lookout's candidates; the ones left out are not even measured)."""
+        (a lookout's candidates; ids in ``skip`` are not even measured)."""
         cands = self._candidates(lat, lon, radius_m)
         if cands is None:
             return [
@@ -152,13 +152,13 @@ class ObserverFixes(Mapping[str, Fix]):
         cos_phi = math.cos(phi)
         out = []
         for oid, p_phi, p_lam, p_cos, at in cands:
-            if at < oldest or oid in skip:
+            if oid in skip:
                 continue
             sin_dphi = _sin((p_phi - phi) * 0.5)
             sin_dlam = _sin((p_lam - lam) * 0.5)
             a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
             d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
-            if d <= radius_m:
+            if d <= radius_m and at >= oldest:  # times compared as a scan would
                 out.append((d, oid, "fix"))
         return out
 

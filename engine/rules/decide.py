@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,7 +29,7 @@ from engine.registry.models import (
     Observer,
 )
 from engine.rules import reasons as R
-from engine.rules.availability import Availability, ObserverFixes
+from engine.rules.availability import Availability, Fix, ObserverFixes
 from engine.rules.decision import Called, DispatchDecision, Pick
 from engine.rules.nearby import _TWO_R, _asin, _sin, _sqrt, haversine_pre_m
 from engine.rules.plan import LoadedPlan, Plan, Response, Stage
@@ -341,14 +341,7 @@ def _decide_stage(
     if draft.recipients:  # the command centre: last in KIND_ORDER
         by_kind[COMMAND_CENTRE] = draft.recipients
 
-    equipment = _equipment(world, response.equipment, lat, lon)
-    for e in equipment:
-        draft.reasons.append(
-            R.both(
-                f"最近的{e['item']}器材点 {e['name_zh']}（{e['distance_m']:.0f}米）",
-                f"nearest {e['item']}: {e['id']} ({e['distance_m']:.0f} m)",
-            )
-        )
+    equipment = _equipment(world, response.equipment, lat, lon, draft.reasons)
     quorum = stage.quorum
     units_called = len(draft.units)
     if history.entities:
@@ -660,9 +653,8 @@ def _patrol(
         first = nearby.first_far(lat, lon, PATROL_BASE)  # the usual answer, found fast
         if first is not None and first[1] not in unavailable:
             dist, base_id = first
-            why = R.both(
-                f"最近的在岗巡防队（{dist:.0f}米）", f"nearest on-duty patrol ({dist:.0f} m)"
-            )
+            m = f"{dist:.0f}"
+            why = f"最近的在岗巡防队（{m}米） | nearest on-duty patrol ({m} m)"  # R.both
             if add(base_id, PATROL_BASE, why, dist):
                 return
         # else the walk from the start (refusing the first again: add has no effect
@@ -739,7 +731,7 @@ def _observers(
             d = haversine_pre_m(phi, lam, cos_phi, f_phi, math.radians(f.lon), math.cos(f_phi))
             if d <= radius and oid not in unavailable and f.at >= oldest:
                 ranked.append((d, oid, "fix"))
-    if plan.plan.observer_home_fallback:
+    if plan.plan.observer_home_fallback and not _every_observer_fixed(world, fixes):
         for d, oid in world.nearby.within(lat, lon, OBSERVER, radius, unless=fixes.keys()):
             if oid not in unavailable:
                 ranked.append((d, oid, "home"))
@@ -773,6 +765,27 @@ def _observers(
     draft.reasons.append(_cached(_lookout_sent, sent))
 
 
+_fixed_cache: list[tuple[World, ObserverFixes, int, bool]] = []
+"""(world, fixes, their count, whether every observer of the world has a fix) of the
+last check: an ObserverFixes only gains ids (:meth:`ObserverFixes.update` adds or
+replaces), so the same object with the same count holds the same ids."""
+
+
+def _every_observer_fixed(world: World, fixes: Mapping[str, Fix]) -> bool:
+    """True when every observer has a fix, so that the home fallback (observers
+    without one) has nobody to add; False when that is not known cheaply."""
+    if not isinstance(fixes, ObserverFixes):
+        return False
+    n = len(fixes)
+    if _fixed_cache:
+        w, f, count, every = _fixed_cache[0]
+        if w is world and f is fixes and count == n:
+            return every
+    every = world.observer_ids <= fixes.keys()
+    _fixed_cache[:] = [(world, fixes, n, every)]
+    return every
+
+
 def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
     cc = plan.plan.command_centre
     why_zh = "；".join(zh for zh, _ in draft.command_centre_why)
@@ -792,26 +805,29 @@ def _command_centre(plan: LoadedPlan, draft: _Draft) -> None:
 
 
 def _equipment(
-    world: World, items: tuple[Equipment, ...], lat: float, lon: float
+    world: World, items: tuple[Equipment, ...], lat: float, lon: float, reasons: list[str]
 ) -> list[dict[str, object]]:
     """The nearest point holding each item (like PulsePoint naming the nearest AED):
     the first answer of the item's own ranked index, which lists exactly the points
-    with :meth:`EquipmentPoint.has` true in (distance, id) order."""
+    with :meth:`EquipmentPoint.has` true in (distance, id) order. Each one's reason
+    goes to ``reasons``."""
     out: list[dict[str, object]] = []
+    if not items:
+        return out
     names = world.names
     for item in items:
-        nearby = world.equipment.get(item.value)
+        kind = item.value
+        nearby = world.equipment.get(kind)
         if nearby is None:
             continue  # no point holds it
-        first = nearby.first_far(lat, lon, item.value)
+        first = nearby.first_far(lat, lon, kind)
         if first is not None:
-            dist, point_id = first
-            out.append(
-                {
-                    "item": item.value,
-                    "id": point_id,
-                    "name_zh": names[point_id],
-                    "distance_m": round(dist, 1),
-                }
+            point_id = first[1]
+            name = names[point_id]
+            dist = round(first[0], 1)
+            out.append({"item": kind, "id": point_id, "name_zh": name, "distance_m": dist})
+            m = f"{dist:.0f}"  # the rounded distance, as the wire shows it
+            reasons.append(  # R.both, written out
+                f"最近的{kind}器材点 {name}（{m}米） | nearest {kind}: {point_id} ({m} m)"
             )
     return out
