@@ -307,7 +307,11 @@ def _decide_stage(
     location = incident.location
     lat, lon = location.lat, location.lon
     n_stages = len(response.stages)
-    draft = _Draft([_cached(R.plan_response, response.name, stage_no, n_stages)])
+    # _cached(...) with the lookup written out (the texts are nearly always there)
+    text = _text_cache.get((R.plan_response, response.name, stage_no, n_stages))
+    if text is None:
+        text = _cached(R.plan_response, response.name, stage_no, n_stages)
+    draft = _Draft([text])
     seen = set(history.entities)
     unavailable, offline = availability.unavailable, availability.offline_radios
     ctx = _Ctx(seen, world.callee, _blocked(unavailable, offline), world, availability)
@@ -349,7 +353,10 @@ def _decide_stage(
     units_needed = min(quorum.linked_units, units_called)
     zone_team = quorum.zone_team and bool(draft.zones or history.last_zone_distance_m)
     timeout = stage.ack_timeout_s
-    draft.reasons.append(_cached(R.quorum, zone_team, units_needed, timeout))
+    text = _text_cache.get((R.quorum, zone_team, units_needed, timeout))
+    if text is None:
+        text = _cached(R.quorum, zone_team, units_needed, timeout)
+    draft.reasons.append(text)
     # listed by KIND_ORDER, then (distance, id): the same order as sorting every
     # recipient by (KIND_ORDER[kind], distance, id), since ids are unique
     if ctx.units_mixed:  # (one group's units come in (distance, id) order already)
@@ -460,7 +467,10 @@ def _key_zones(
         chosen = _linked_units(ctx, zone_id, stage.linked_units, lat, lon)
         draft.units.extend(chosen)
         n, per_zone = len(chosen), stage.linked_units
-        draft.reasons.append(_cached(R.units, n, per_zone, zone_id))
+        text = _text_cache.get((R.units, n, per_zone, zone_id))  # _cached, written out
+        if text is None:
+            text = _cached(R.units, n, per_zone, zone_id)
+        draft.reasons.append(text)
         if len(draft.zones) == wanted:
             break
     if len(draft.zones) < wanted and not draft.zones:
