@@ -37,7 +37,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from mode import Service
+from mode import CrashingSupervisor, Service
 from prometheus_client import CollectorRegistry
 
 from engine.config import Settings
@@ -96,20 +96,30 @@ class Outputs(Service):
         super().__init__(**kwargs)
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
 
     async def on_start(self) -> None:
-        self.producer = AIOKafkaProducer(**producer_kwargs(self.settings))
-        await self.producer.start()
+        await self._ensure_producer()
 
     async def on_stop(self) -> None:
         if self.producer is not None:
             await self.producer.stop()
 
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        # Agents may get their first records before this service's on_start ran (a
+        # restart with a backlog): whoever comes first starts the producer.
+        async with self._lock:
+            if self.producer is None:
+                producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+                await producer.start()
+                self.producer = producer
+        return self.producer
+
     async def send_all(self, records: list[tuple[str, str, bytes]]) -> None:
         """Send and wait until every record is acknowledged by all in-sync replicas."""
-        assert self.producer is not None
+        producer = self.producer or await self._ensure_producer()
         futures = [
-            await self.producer.send(topic, value, key=key.encode("utf-8"))
+            await producer.send(topic, value, key=key.encode("utf-8"))
             for topic, key, value in records
         ]
         for f in futures:
@@ -135,6 +145,7 @@ def build_app(
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="memory://",
+        datadir=str(settings.data_dir.resolve() / "faust"),  # not the current directory
         topic_partitions=partitions,
         topic_replication_factor=settings.replication_factor,
         processing_guarantee="at_least_once",
@@ -190,7 +201,10 @@ def build_app(
         await outputs.send_all([(topic_names["deadletter"], key, letter.to_json_bytes())])
         metrics.deadletters.labels(reason=letter.reason).inc()
 
-    @app.agent(area_input, concurrency=1)
+    # An agent that fails stops the whole worker (CrashingSupervisor): a worker that is
+    # up but no longer deciding is worse than one that exits and is restarted; at-least-
+    # once delivery makes the restart safe.
+    @app.agent(area_input, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def area_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
@@ -234,7 +248,7 @@ def build_app(
             else:
                 yield origin, msg.value, parsed
 
-    @app.agent(acks, concurrency=1)
+    @app.agent(acks, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def ack_router(stream: faust.StreamT[bytes]) -> None:
         async for origin, raw, ack in valid(stream, Ack):
             metrics.acks.labels(kind=ack.kind.value).inc()
@@ -250,7 +264,7 @@ def build_app(
                 continue
             await forward(AreaEvent(kind="ack", at=ack.at, area=area, ack=ack))
 
-    @app.agent(unit_status, concurrency=1)
+    @app.agent(unit_status, concurrency=1, supervisor_strategy=CrashingSupervisor)
     async def status_router(stream: faust.StreamT[bytes]) -> None:
         async for _, _, status in valid(stream, UnitStatus):
             areas = [a for a, w in core.worlds.items() if _knows(w, status.unit_id)]
