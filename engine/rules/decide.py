@@ -79,24 +79,21 @@ class NoStageLeft(Exception):
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """What earlier stages of this incident already called (empty for stage 0)."""
+    """What earlier stages of this incident already called (empty for stage 0). Who was
+    already paged is the call-outs' concern: engine.rules.callouts.paged_before."""
 
     entities: frozenset[str] = frozenset()
-    addresses: frozenset[str] = frozenset()
     last_zone_distance_m: float = 0.0
 
     @classmethod
     def of(cls, decisions: Iterable[Decision | DispatchDecision]) -> History:
         entities: set[str] = set()
-        addresses: set[str] = set()
         last = 0.0
         for d in decisions:
-            for r in d.recipients:
-                entities.add(r.id)
-                addresses.update(getattr(r, "contacts", ()) or ())
+            entities.update(r.id for r in d.recipients)
             if d.zone is not None:
                 last = max(last, d.zone.distance_m)
-        return cls(frozenset(entities), frozenset(addresses), last)
+        return cls(frozenset(entities), last)
 
 
 _NO_HISTORY = History()

@@ -397,9 +397,7 @@ def _area_of_ack(ack: Ack, core: AreaCore) -> str | None:
 
 
 def _credentials(settings: Settings) -> Any:
-    from engine.kafka.connection import client_kwargs as kw
-
-    opts = kw(settings)
+    opts = client_kwargs(settings)
     proto = settings.kafka_security_protocol
     if proto == "PLAINTEXT":
         return None
@@ -451,4 +449,4 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-__all__ = ["Sources", "build_app", "client_kwargs", "load_worlds"]
+__all__ = ["Sources", "build_app", "load_worlds"]
