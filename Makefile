@@ -19,7 +19,11 @@ APT_BINARIES := rigctld espeak-ng promtool prometheus
 KUBECONFORM := github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0
 GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 
-.PHONY: all venv sysdeps demo test lint broker-start broker-stop topics schemas clean
+# The rules engine's hot modules compiled by mypyc, in place (tools/compile_rules.py).
+NATIVE_SRC   := engine/rules/decide.py engine/rules/nearby.py engine/rules/availability.py
+NATIVE_STAMP := engine/rules/.native-built
+
+.PHONY: all venv native sysdeps demo test lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -30,6 +34,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC) tools/compile_rules.py
+	$(VENV)/bin/python tools/compile_rules.py
+	@touch $@
+
+native: $(NATIVE_STAMP)
 
 sysdeps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
@@ -56,10 +66,10 @@ topics: broker-start
 # handsets. `engine demo` starts the handset simulator, the radio gateway and the worker,
 # raises sample incidents and follows each to "on scene", then stops them. The broker
 # keeps running afterwards (`.venv/bin/engine broker stop` stops it).
-demo: topics
+demo: topics native
 	$(ENGINE) demo
 
-test: venv sysdeps
+test: venv native sysdeps
 	@set -e; export $(TEST_ENV); \
 	$(ENGINE) broker start; \
 	trap '$(ENGINE) broker stop' EXIT; \
@@ -67,8 +77,8 @@ test: venv sysdeps
 	$(VENV)/bin/python -m pytest
 
 lint: venv
-	$(VENV)/bin/ruff check engine tests bench
-	$(VENV)/bin/ruff format --check engine tests bench
+	$(VENV)/bin/ruff check engine tests bench tools
+	$(VENV)/bin/ruff format --check engine tests bench tools
 	$(VENV)/bin/mypy
 
 schemas: venv
@@ -77,4 +87,4 @@ schemas: venv
 clean:
 	-$(ENGINE) broker stop
 	-@export $(TEST_ENV); $(ENGINE) broker stop
-	rm -rf .engine
+	rm -rf .engine build engine/rules/*.so $(NATIVE_STAMP)

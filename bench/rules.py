@@ -20,6 +20,10 @@ Reported: decide() per second (best of R runs over N incidents, gc off), the sam
 with the wire JSON (``to_json``) included, per-decision microseconds, and per incident
 type the microseconds per decision (best of R runs over that type's incidents alone).
 Targets: >= 20,000/s at 140 zones, >= 5,000/s at 100k zones.
+
+The run measures whatever ``engine.rules.decide`` imports: the mypyc-compiled modules
+after ``make native`` (tools/compile_rules.py), else the source; the first line printed
+and ``meta.rules_modules`` in the JSON say which.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from engine.registry.models import (
     Volunteer,
 )
 from engine.registry.registry import Registry, load_registry
+from engine.rules import decide as decide_module
 from engine.rules.availability import Availability, Commitment, Fix, ObserverFixes
 from engine.rules.decide import decide
 from engine.rules.plan import load_plan
@@ -295,6 +300,8 @@ def main() -> int:
     args = ap.parse_args()
     rng = random.Random(2026)
     results = []
+    modules = "compiled" if str(decide_module.__file__).endswith(".so") else "source"
+    print(f"rules modules: {modules} ({Path(str(decide_module.__file__)).name})")
 
     t0 = time.perf_counter()
     world = World.build(load_registry(REPO / "data" / "tangxia"))
@@ -331,7 +338,11 @@ def main() -> int:
         print(f"{k:<20}{cells}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": sys.version.split()[0], "machine": platform.machine()}
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "rules_modules": modules,
+    }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0 if all(r["meets_target"] for r in results) else 1

@@ -163,6 +163,12 @@ class WorkerMetrics:
             "area to the area's partition: one extra hop each",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.records_reread = Counter(
+            "engine_records_reread",
+            "Input records faust's consumer skipped (or committed past) that the worker "
+            "noticed and read again itself, by topic",
+            ["topic"], registry=r,
+        )  # fmt: skip
         self.plan_reloads = Counter(
             "engine_plan_reload",
             "Response plan reloads, by result (ok, error: the previous plan stays)",

@@ -57,6 +57,7 @@ def touched_worker() -> WorkerMetrics:
     m.acks.labels("accept").inc()
     m.deadletters.labels("invalid_json").inc()
     m.incidents_forwarded.labels("unkeyed").inc()
+    m.records_reread.labels("incidents").inc()
     m.plan_reloads.labels("ok").inc()
     m.registry_reloads.labels("error").inc()
     m.open_incidents.labels("dispatched").set(2)

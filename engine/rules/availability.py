@@ -11,6 +11,7 @@ import math
 from collections.abc import Container, Iterator, KeysView, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from math import asin, sin, sqrt  # compiled (mypyc): sin, sqrt are C calls
 from types import MappingProxyType
 
 from engine.geo.distance import EARTH_RADIUS_M
@@ -121,10 +122,10 @@ class ObserverFixes(Mapping[str, Fix]):
             out = []
             for oid, p_phi, p_lam, p_cos, at in cands:
                 # haversine_pre_m inlined (same operations, same order)
-                sin_dphi = _sin((p_phi - phi) * 0.5)
-                sin_dlam = _sin((p_lam - lam) * 0.5)
+                sin_dphi = sin((p_phi - phi) * 0.5)
+                sin_dlam = sin((p_lam - lam) * 0.5)
                 a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
-                d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+                d = _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
                 if d <= radius_m:
                     out.append((d, oid, at))
         out.sort()
@@ -154,10 +155,10 @@ class ObserverFixes(Mapping[str, Fix]):
         for oid, p_phi, p_lam, p_cos, at in cands:
             if oid in skip:
                 continue
-            sin_dphi = _sin((p_phi - phi) * 0.5)
-            sin_dlam = _sin((p_lam - lam) * 0.5)
+            sin_dphi = sin((p_phi - phi) * 0.5)
+            sin_dlam = sin((p_lam - lam) * 0.5)
             a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
-            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+            d = _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
             if d <= radius_m and at >= oldest:  # times compared as a scan would
                 out.append((d, oid, "fix"))
         return out
@@ -210,10 +211,10 @@ class ObserverFixes(Mapping[str, Fix]):
                 if dl > tlam or dl < -tlam:
                     continue
                 # haversine_pre_m inlined (same operations, same order)
-                sin_dphi = _sin((p_phi - phi) * 0.5)
-                sin_dlam = _sin((p_lam - lam) * 0.5)
+                sin_dphi = sin((p_phi - phi) * 0.5)
+                sin_dlam = sin((p_lam - lam) * 0.5)
                 a = sin_dphi * sin_dphi + cos_phi * p_cos * sin_dlam * sin_dlam
-                d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+                d = _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
                 if d <= radius_m:
                     out.append((d, oid, rec))
         return out
@@ -244,7 +245,6 @@ _NEAR_LIMIT = 4096
 _CELL_DEG = 0.005
 """Grid cell of the fixes, degrees (about 550 m north-south)."""
 _TWO_R = 2.0 * EARTH_RADIUS_M
-_sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
 
 
 def _box(

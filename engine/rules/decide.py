@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from math import asin, sin, sqrt  # compiled (mypyc): sin, sqrt are C calls
 from operator import itemgetter
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -31,7 +32,7 @@ from engine.registry.models import (
 from engine.rules import reasons as R
 from engine.rules.availability import Availability, Fix, ObserverFixes
 from engine.rules.decision import Called, DispatchDecision, Pick
-from engine.rules.nearby import _TWO_R, _asin, _sin, _sqrt, haversine_pre_m
+from engine.rules.nearby import _TWO_R, haversine_pre_m
 from engine.rules.plan import LoadedPlan, Plan, Response, Stage
 from engine.rules.world import Contact, World
 
@@ -497,10 +498,10 @@ def _linked_units(
     cos_phi = math.cos(phi)
     ranked = []
     for uid, u_phi, u_lam, u_cos, name, contacts in _callable_units(ctx, group_id):
-        sin_dphi = _sin((u_phi - phi) * 0.5)
-        sin_dlam = _sin((u_lam - lam) * 0.5)
+        sin_dphi = sin((u_phi - phi) * 0.5)
+        sin_dlam = sin((u_lam - lam) * 0.5)
         a = sin_dphi * sin_dphi + cos_phi * u_cos * sin_dlam * sin_dlam
-        ranked.append((_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), uid, name, contacts))
+        ranked.append((_TWO_R * asin(sqrt(a if a < 1.0 else 1.0)), uid, name, contacts))
     # by (distance, id): the rows come in id order and the sort is stable, so sorting
     # on the distance alone (a float compare, no tuple compare) breaks ties by id
     ranked.sort(key=_FIRST)
@@ -534,8 +535,6 @@ _callable_cache: dict[tuple[int, int, int], tuple[object, ...]] = {}
 """(world, unavailable, offline) by id -> (those three, group id -> its callable units,
 entity id -> what :func:`_callable_entity` says). The values hold their keys' objects,
 so an id is never reused while its entry lives."""
-_UNKNOWN = ("", ())
-"""Not yet worked out (a sentinel for ``_callable(...)[1]``)."""
 
 
 def _callable(
@@ -756,8 +755,9 @@ def _observers(
         # ctx.add(obs_id, OBSERVER, why_of[where], d), written out
         if obs_id in seen:
             continue
-        found = reachable.get(obs_id, _UNKNOWN)
-        if found is _UNKNOWN:
+        if obs_id in reachable:  # (no sentinel object: compiled, tuples are values)
+            found = reachable[obs_id]
+        else:
             found = reachable[obs_id] = _callable_entity(ctx, obs_id)
         if found is None:
             continue

@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
+from math import asin, sin, sqrt  # compiled (mypyc): sin, sqrt are C calls
 
 from engine.geo.distance import EARTH_RADIUS_M, haversine_rad_m
 from engine.geo.index import SpatialIndex
@@ -42,7 +43,6 @@ CACHE_LIMIT = 200_000
 
 
 _TWO_R = 2.0 * EARTH_RADIUS_M
-_sin, _asin, _sqrt = math.sin, math.asin, math.sqrt
 
 
 def haversine_pre_m(
@@ -51,10 +51,10 @@ def haversine_pre_m(
     """:func:`engine.geo.distance.haversine_rad_m` with ``cos(phi)`` of both points
     precomputed: the same operations in the same order, so bit-for-bit the same result
     (a unit test holds it to that), at about half the cost on the hot path."""
-    sin_dphi = _sin((phi2 - phi1) * 0.5)
-    sin_dlam = _sin((lam2 - lam1) * 0.5)
+    sin_dphi = sin((phi2 - phi1) * 0.5)
+    sin_dlam = sin((lam2 - lam1) * 0.5)
     a = sin_dphi * sin_dphi + cos1 * cos2 * sin_dlam * sin_dlam
-    return _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+    return _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +107,10 @@ class Nearby:
             while i < n and (not heap or cands[i][0] - h - _BOUND_SLACK_M <= heap[0][0]):
                 p = cands[i][1]
                 # haversine_pre_m written out (same operations, same order: same bits)
-                sin_dphi = _sin((p.phi - phi) * 0.5)
-                sin_dlam = _sin((p.lam - lam) * 0.5)
+                sin_dphi = sin((p.phi - phi) * 0.5)
+                sin_dlam = sin((p.lam - lam) * 0.5)
                 a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
-                push(heap, (_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), p.id))
+                push(heap, (_TWO_R * asin(sqrt(a if a < 1.0 else 1.0)), p.id))
                 i += 1
             d = heap[0][0] if heap else math.inf
             if d >= limit:  # an unlisted point may come first, or tie
@@ -187,10 +187,10 @@ class Nearby:
                 if best is not None and dc - h - _BOUND_SLACK_M > best[0]:
                     break
                 # haversine_pre_m written out (same operations, same order: same bits)
-                sin_dphi = _sin((p.phi - phi) * 0.5)
-                sin_dlam = _sin((p.lam - lam) * 0.5)
+                sin_dphi = sin((p.phi - phi) * 0.5)
+                sin_dlam = sin((p.lam - lam) * 0.5)
                 a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
-                got = (_TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0)), p.id)
+                got = (_TWO_R * asin(sqrt(a if a < 1.0 else 1.0)), p.id)
                 if best is None or got < best:
                     best = got
             if best is not None and best[0] <= radius:
@@ -270,10 +270,10 @@ class Nearby:
             if unless is not None and p.id in unless:
                 continue
             # haversine_pre_m written out (same operations, same order: same bits)
-            sin_dphi = _sin((p.phi - phi) * 0.5)
-            sin_dlam = _sin((p.lam - lam) * 0.5)
+            sin_dphi = sin((p.phi - phi) * 0.5)
+            sin_dlam = sin((p.lam - lam) * 0.5)
             a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
-            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+            d = _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
             if d <= radius_m:
                 out.append((d, p.id))
         out.sort()
@@ -298,10 +298,10 @@ class Nearby:
         out = []
         for p in cands:
             # haversine_pre_m written out (same operations, same order: same bits)
-            sin_dphi = _sin((p.phi - phi) * 0.5)
-            sin_dlam = _sin((p.lam - lam) * 0.5)
+            sin_dphi = sin((p.phi - phi) * 0.5)
+            sin_dlam = sin((p.lam - lam) * 0.5)
             a = sin_dphi * sin_dphi + cos_phi * p.cos_phi * sin_dlam * sin_dlam
-            d = _TWO_R * _asin(_sqrt(a if a < 1.0 else 1.0))
+            d = _TWO_R * asin(sqrt(a if a < 1.0 else 1.0))
             if d <= radius_of(p.id):
                 out.append((d, p.id))
         out.sort()

@@ -16,10 +16,13 @@ incident is decided with no repartition hop; everything else takes one hop throu
 ``area-events``.
 
 Delivery: at-least-once. Outputs go through an idempotent producer (acks=all) and are
-awaited before the agent takes its next event; faust commits an offset only after the
-agent moved past it and the producer flushed. A re-read incident is a duplicate (its id
-is in the state table) or, if the crash came before the state was written, is decided
-again from the same state and event time, giving the same records and idempotency keys.
+awaited before the agent takes its next event. faust's committed offsets are not trusted
+(0.15.3 can commit past records its agent never got): the agent records, in the state
+table, the next offset it has handled per input partition, skips what is below it and
+reads again, itself, whatever faust skipped (engine.streams.reread). A re-read incident
+is a duplicate (its id is in the state table) or, if the crash came before the state was
+written, is decided again from the same state and event time, giving the same records
+and idempotency keys.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from engine.rules.world import World
 from engine.streams.core import AreaCore, Effects
 from engine.streams.events import AreaEvent
 from engine.streams.intake import Origin, parse, parse_incident
+from engine.streams.reread import Rereader
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ TICK_RESEND_S = 5.0
 """A due deadline is re-announced at most this often until the agent handled it."""
 RELOAD_CHECK_S = 5.0
 LAG_CHECK_S = 5.0
+SWEEP_S = 5.0
+"""How often the worker checks that its inputs have no records faust left undelivered."""
 
 
 @dataclass
@@ -114,6 +120,10 @@ class Outputs(Service):
                 await producer.start()
                 self.producer = producer
         return self.producer
+
+    async def send_to(self, topic: str, partition: int, key: str, value: bytes) -> None:
+        producer = self.producer or await self._ensure_producer()
+        await (await producer.send(topic, value, key=key.encode("utf-8"), partition=partition))
 
     async def send_all(self, records: list[tuple[str, str, bytes]]) -> None:
         """Send and wait until every record is acknowledged by all in-sync replicas."""
@@ -174,12 +184,14 @@ def build_app(
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(faust_registry, "faust"))
     metrics.registry.register(FaustSensorsCollector(faust_registry))
 
-    # JSON keys and values (faust's table serializer default): dicts of the models
-    dispatches = app.Table("dispatches", default=None, partitions=partitions)
-    statuses = app.Table("unit-statuses", default=None, partitions=partitions)
-    core = AreaCore(worlds, plan, dispatches, statuses)
+    # JSON keys and values (faust's table serializer default). One table for dispatches,
+    # unit statuses and input positions: see engine.streams.core.
+    store = app.Table("area-state", default=None, partitions=partitions)
+    core = AreaCore(worlds, plan, store)
     outputs = Outputs(settings)
     app.service(outputs)  # type: ignore[arg-type]  # faust accepts instances too
+    rereader = Rereader(settings)
+    app.service(rereader)  # type: ignore[arg-type]
     partitioner = DefaultPartitioner()
     topic_names = {logical: settings.topic(logical) for logical in
                    ("decisions", "callouts", "incident-state", "deadletter")}  # fmt: skip
@@ -201,6 +213,72 @@ def build_app(
         await outputs.send_all([(topic_names["deadletter"], key, letter.to_json_bytes())])
         metrics.deadletters.labels(reason=letter.reason).inc()
 
+    async def handle(origin: Origin, value: bytes | None) -> None:
+        """One input record to the end: outputs acknowledged, state written."""
+        if origin.topic == incidents_name:
+            parsed = parse_incident(value, origin)
+            if isinstance(parsed, DeadLetter):
+                await dead_letter(parsed, (origin.key or b"").decode("utf-8", "replace"))
+                return
+            assert parsed.area is not None
+            home = expected_partition(parsed.area)
+            if origin.key != parsed.area.encode() or origin.partition != home:
+                reason = "unkeyed" if origin.key is None else "other_key"
+                await forward(AreaEvent(kind="incident", at=origin.timestamp, area=parsed.area,
+                                        incident=parsed, source=_source(origin)))  # fmt: skip
+                metrics.incidents_forwarded.labels(reason=reason).inc()
+                return
+            metrics.incidents.labels(**_labels(parsed)).inc()
+            await publish(core.on_incident(parsed, max(origin.timestamp, parsed.raised_at)))
+            return
+        try:
+            area_event = AreaEvent.from_bytes(value or b"")
+        except ValueError as exc:
+            await dead_letter(origin.dead_letter(value, str(exc)[:500], "invalid"), "")
+            return
+        if area_event.kind == "sweep":
+            await sweep(origin.partition)
+            return
+        if area_event.kind == "incident" and area_event.incident is not None:
+            metrics.incidents.labels(**_labels(area_event.incident)).inc()
+        await publish(core.on_event(area_event))
+
+    async def take(origin: Origin, value: bytes | None) -> None:
+        """Handle a record faust delivered exactly once and in offset order: a record
+        at or past the recorded position is handled after any that faust skipped."""
+        position = core.position(origin.topic, origin.partition)
+        if position is None:  # nothing handled yet: the log's start is the position
+            position, _ = await rereader.bounds(origin.topic, origin.partition)
+        if origin.offset < position:
+            return  # handled already (re-delivered after a restart or read again)
+        if origin.offset > position:
+            await catch_up(origin.topic, origin.partition, position, origin.offset)
+        await handle(origin, value)
+        core.record_position(origin.topic, origin.partition, origin.offset + 1)
+
+    async def catch_up(topic: str, partition: int, start: int, end: int) -> None:
+        log.warning(
+            "%s[%d] offsets %d..%d were skipped by the consumer; reading them again",
+            topic, partition, start, end - 1,
+        )  # fmt: skip
+        label = "incidents" if topic == incidents_name else "area-events"
+        metrics.records_reread.labels(topic=label).inc(end - start)
+        async for r in rereader.read(topic, partition, start, end):
+            await handle(Origin(r.topic, r.partition, r.offset, r.timestamp_ms, r.key), r.value)
+            core.record_position(topic, partition, r.offset + 1)
+
+    swept: dict[int, int] = {}  # partition -> incidents position at the previous sweep
+
+    async def sweep(partition: int) -> None:
+        """Records in the partition of ``incidents`` that faust has not delivered since
+        the previous sweep (no progress, though the log holds more) are read here."""
+        first, end = await rereader.bounds(incidents_name, partition)
+        position = core.position(incidents_name, partition)
+        position = first if position is None else max(position, first)
+        if end > position and swept.get(partition) == position:
+            await catch_up(incidents_name, partition, position, end)
+        swept[partition] = core.position(incidents_name, partition) or position
+
     # An agent that fails stops the whole worker (CrashingSupervisor): a worker that is
     # up but no longer deciding is worse than one that exits and is restarted; at-least-
     # once delivery makes the restart safe.
@@ -208,32 +286,7 @@ def build_app(
     async def area_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
-            origin = _origin(msg)
-            if msg.topic == incidents_name:
-                parsed = parse_incident(msg.value, origin)
-                if isinstance(parsed, DeadLetter):
-                    await dead_letter(parsed, (msg.key or b"").decode("utf-8", "replace"))
-                    continue
-                assert parsed.area is not None
-                home = expected_partition(parsed.area)
-                if msg.key != parsed.area.encode() or msg.partition != home:
-                    reason = "unkeyed" if msg.key is None else "other_key"
-                    await forward(AreaEvent(kind="incident", at=origin.timestamp, area=parsed.area,
-                                            incident=parsed, source=_source(origin)))  # fmt: skip
-                    metrics.incidents_forwarded.labels(reason=reason).inc()
-                    continue
-                metrics.incidents.labels(**_labels(parsed)).inc()
-                fx = core.on_incident(parsed, max(origin.timestamp, parsed.raised_at))
-            else:
-                try:
-                    area_event = AreaEvent.from_bytes(msg.value or b"")
-                except ValueError as exc:
-                    await dead_letter(origin.dead_letter(msg.value, str(exc)[:500], "invalid"), "")
-                    continue
-                if area_event.kind == "incident" and area_event.incident is not None:
-                    metrics.incidents.labels(**_labels(area_event.incident)).inc()
-                fx = core.on_event(area_event)
-            await publish(fx)
+            await take(_origin(msg), msg.value)
 
     async def valid(
         stream: faust.StreamT[bytes], model: type[M]
@@ -291,6 +344,18 @@ def build_app(
         for state, n in core.open_counts().items():
             metrics.open_incidents.labels(state=state).set(n)
 
+    @app.timer(interval=SWEEP_S)
+    async def sweeps() -> None:
+        """Ask the agent to sweep partition p while its inputs hold records past the
+        recorded positions (a sweep record is a later record: see take())."""
+        for tp in sorted(app.consumer.assignment()):
+            if tp.topic not in (incidents_name, area_events_name):
+                continue
+            _, end = await rereader.bounds(tp.topic, tp.partition)
+            if end > (core.position(tp.topic, tp.partition) or 0):
+                event = AreaEvent(kind="sweep", at=clock(), area="")
+                await outputs.send_to(area_events_name, tp.partition, "", event.to_bytes())
+
     @app.timer(interval=LAG_CHECK_S)
     async def consumer_lag() -> None:
         """Records behind the end of every assigned partition (highwater - position)."""
@@ -315,6 +380,7 @@ def build_app(
     async def on_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
         core.invalidate()  # local partitions, so local state, may have changed
         announced.clear()
+        swept.clear()
 
     app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
 

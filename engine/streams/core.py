@@ -1,9 +1,13 @@
 """The worker's state machine for the areas it owns, free of faust and Kafka.
 
 One :class:`AreaCore` handles one event at a time (the faust agent is its only caller,
-with concurrency 1) and returns the records to publish. State lives in
-``MutableMapping`` stores: faust tables backed by changelog topics in the worker, plain
-dicts in unit tests. Availability (zone commitments, unavailable units, offline radios,
+with concurrency 1) and returns the records to publish. State lives in one
+``MutableMapping`` store: a faust table backed by a changelog topic in the worker, a
+plain dict in unit tests. Keys are prefixed: ``incident/<id>`` (the dispatch),
+``unit/<id>`` (the merged unit status) and ``offset/<topic>/<partition>`` (the next input
+offset to handle). One table, so one changelog partition per area: the producer keeps a
+partition's records in order, so if a recorded offset survived a crash, every state write
+made before it survived too. Availability (zone commitments, unavailable units, offline radios,
 observer fixes) is derived from those stores and cached; :meth:`invalidate` drops the
 caches after a rebalance changes which partitions, and so which state, are local.
 
@@ -54,6 +58,9 @@ log = logging.getLogger(__name__)
 _OPEN_VALUES = frozenset(s.value for s in OPEN)
 _AWAITING_VALUES = frozenset(s.value for s in AWAITING_QUORUM)
 
+_PREFIX = {"dispatches": "incident/", "statuses": "unit/"}
+_POSITION = "offset/"
+
 ENDED_KEEP = timedelta(hours=24)
 """How long an ended incident stays in the state table (late replies are still
 recognised and recorded as ignored), before a prune removes it."""
@@ -101,13 +108,13 @@ class AreaCore:
         self,
         worlds: dict[str, World],
         plan: LoadedPlan,
-        dispatches: MutableMapping[str, Any],
-        statuses: MutableMapping[str, Any],
+        store: MutableMapping[str, Any],
     ) -> None:
         self.worlds = worlds
         self.plan = plan
-        self.dispatches = dispatches  # incident id -> Dispatch (JSON-ready dict)
-        self.statuses = statuses  # unit/radio/observer id -> UnitStatus (JSON-ready dict)
+        # incident/<id> -> Dispatch, unit/<id> -> UnitStatus (JSON-ready dicts),
+        # offset/<topic>/<partition> -> next offset to handle
+        self.store = store
         # Writes wait here until the adapter has published the outputs they record and
         # calls apply_writes(): a table's changelog must never get ahead of the records.
         self._pending: dict[tuple[str, str], Any] = {}
@@ -132,8 +139,23 @@ class AreaCore:
     def _read(self, table: str, key: str) -> Any:
         if (table, key) in self._pending:
             return self._pending[(table, key)]
-        store = self.dispatches if table == "dispatches" else self.statuses
-        return store.get(key)
+        return self.store.get(_PREFIX[table] + key)
+
+    def entries(self, table: str) -> list[tuple[str, Any]]:
+        """(key, value) of one kind of state held locally, without its prefix."""
+        prefix = _PREFIX[table]
+        n = len(prefix)
+        return [(k[n:], v) for k, v in list(self.store.items()) if k.startswith(prefix)]
+
+    # --- input positions ------------------------------------------------------------
+    def position(self, topic: str, partition: int) -> int | None:
+        """The next offset of an input partition not yet handled (None: nothing yet)."""
+        value = self.store.get(f"{_POSITION}{topic}/{partition}")
+        return None if value is None else int(value)
+
+    def record_position(self, topic: str, partition: int, next_offset: int) -> None:
+        """Record an input record as handled. Call it after :meth:`apply_writes`."""
+        self.store[f"{_POSITION}{topic}/{partition}"] = next_offset
 
     def _load_dispatch(self, incident_id: str) -> Dispatch | None:
         raw = self._read("dispatches", incident_id)
@@ -146,11 +168,10 @@ class AreaCore:
         """Write the state changes of the events handled since the last call. Call it
         only after their outputs were acknowledged by Kafka."""
         for (table, key), value in self._pending.items():
-            store = self.dispatches if table == "dispatches" else self.statuses
             if value is None:
-                store.pop(key, None)
+                self.store.pop(_PREFIX[table] + key, None)
             else:
-                store[key] = value
+                self.store[_PREFIX[table] + key] = value
         self._pending.clear()
 
     def availability(self, area: str) -> Availability:
@@ -170,13 +191,13 @@ class AreaCore:
         """Availability of every local area from the stores (after start or rebalance)."""
         self._unavailable, self._offline = set(), set()
         fixes: dict[str, Fix] = {}
-        for unit_id, raw in self.statuses.items():
+        for unit_id, raw in self.entries("statuses"):
             status = UnitStatus.model_validate(raw)
             self._apply_status(unit_id, status, fixes)
         self._fixes = ObserverFixes(fixes)
         self._frozen = None
         self._commitments = {}
-        for raw in self.dispatches.values():
+        for _, raw in self.entries("dispatches"):
             if raw.get("status") not in _OPEN_VALUES:
                 continue
             d = Dispatch.model_validate(raw)
@@ -393,7 +414,7 @@ class AreaCore:
         ended long enough ago to prune. Reads the stored JSON without validating whole
         dispatches: the timer runs every second over every local incident."""
         out = []
-        for incident_id, raw in list(self.dispatches.items()):
+        for incident_id, raw in self.entries("dispatches"):
             status = raw.get("status")
             area = str(raw["incident"].get("area") or "")
             if status in _AWAITING_VALUES and raw.get("decisions"):
@@ -409,7 +430,7 @@ class AreaCore:
 
     def open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for raw in self.dispatches.values():
+        for _, raw in self.entries("dispatches"):
             state = str(raw.get("status"))
             counts[state] = counts.get(state, 0) + 1
         return counts

@@ -11,6 +11,9 @@ Envelope (JSON): ``{"kind": ..., "at": RFC 3339, ...}`` with kinds
 - ``tick``: an ack deadline passed (from the worker's timer)
 - ``cancel`` / ``close``: an operator ended the incident
 - ``prune``: drop a long-ended incident from the state table
+- ``sweep``: no area (``area`` is empty); sent by the worker's timer to partition p when
+  partition p of ``incidents`` or ``area-events`` holds records past the worker's
+  recorded position, so the agent checks that faust has not skipped them
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.models import Ack, Incident, UnitStatus
 
-EventKind = Literal["incident", "ack", "status", "tick", "cancel", "close", "prune"]
+EventKind = Literal["incident", "ack", "status", "tick", "cancel", "close", "prune", "sweep"]
 
 
 class AreaEvent(BaseModel):

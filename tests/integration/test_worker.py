@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from engine.config import Settings
 from engine.kafka.produce import produce_incidents
@@ -291,13 +292,6 @@ def _spread_incidents(n: int, start: int) -> list[Incident]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect, issue 5 stays open: in 2 of 3 runs faust-streaming 0.15.3 had "
-    "committed the incidents offset past records the killed worker had not processed "
-    "(e.g. 55 incidents never decided). The other assertions here (same decision and "
-    "call-out content on re-read) have held in every run.",
-)
 def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
@@ -345,7 +339,52 @@ def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
         )
     assert contents and all(len(v) == 1 for v in contents.values())
     duplicates = sum(1 for d in decisions) - len(by_stage)
-    print(f"\n[kill test] {killed_at} decided before SIGKILL, {duplicates} re-published after")
+    reread = log.read_text(encoding="utf-8").count("were skipped by the consumer")
+    print(
+        f"\n[kill test] {killed_at} decided before SIGKILL, {duplicates} re-published after, "
+        f"{reread} ranges faust skipped were read again"
+    )
+
+
+async def _commit_for_worker(settings: Settings, offset: int) -> None:
+    """Commit the worker group's offset on the Tangxia partition of `incidents`, as
+    faust-streaming does when it commits past records its agent never received."""
+    every = list(range(settings.partitions))
+    tp = TopicPartition(settings.topic("incidents"), DefaultPartitioner()(b"tangxia", every, every))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=f"{settings.topic_prefix}tangxia-engine-worker",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("committed", [4, 10], ids=["past-some", "past-all"])
+def test_records_faust_committed_past_are_still_decided_in_order(
+    kafka_settings: Settings, tmp_path: Path, committed: int
+) -> None:
+    """The consumer group's offset is past records the worker never handled. past-some:
+    the first record faust delivers is past the worker's recorded position, so the
+    worker reads the skipped ones first; past-all: faust delivers nothing, the sweep
+    finds the partition holds records past the position and reads them."""
+    incidents = [_incident(300 + n, raised_at=datetime.now(UTC)) for n in range(10)]
+    asyncio.run(produce_incidents(kafka_settings, incidents))
+    asyncio.run(_commit_for_worker(kafka_settings, committed))
+    log = tmp_path / "worker.log"
+    with running_worker(kafka_settings, log):
+        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 10))
+    # decided once each (`decisions` has two partitions: read back in no set order), and
+    # in the order raised: the first incident got the nearest zone, the others the next
+    by_id = {d["incident_id"]: d for d in decisions}
+    assert len(decisions) == 10 and sorted(by_id) == [i.id for i in incidents]
+    assert by_id[incidents[0].id]["zone"]["id"] == "KZ118"
+    assert len({d["zone"]["id"] for d in decisions}) == 10
+    assert "were skipped by the consumer" in log.read_text(encoding="utf-8")
 
 
 def test_a_second_worker_shares_partitions_and_takes_over_when_one_dies(

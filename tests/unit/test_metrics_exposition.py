@@ -38,6 +38,7 @@ WORKER_COUNTERS = {
     "engine_acks",
     "engine_deadletters",
     "engine_incidents_forwarded",
+    "engine_records_reread",
     "engine_plan_reload",
     "engine_registry_reload",
 }

@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 @pytest.fixture
 def core(tangxia_world: World, default_plan: LoadedPlan) -> AreaCore:
-    return AreaCore({"tangxia": tangxia_world}, default_plan, {}, {})
+    return AreaCore({"tangxia": tangxia_world}, default_plan, {})
 
 
 def _fire(n: int = 1) -> Incident:
@@ -41,18 +41,18 @@ def test_state_is_written_only_after_the_outputs(core: AreaCore) -> None:
     fx = core.on_incident(_fire(), T0)
     assert [o.topic for o in fx.out][-2:] == ["decisions", "incident-state"]
     assert sum(o.topic == "callouts" for o in fx.out) == 12
-    assert core.dispatches == {}  # nothing recorded until the outputs are acknowledged
+    assert core.store == {}  # nothing recorded until the outputs are acknowledged
     assert core.on_incident(_fire(), T0).notes == ["duplicate"]  # but already known
     core.apply_writes()
-    assert list(core.dispatches) == [_fire().id]
+    assert list(core.store) == [f"incident/{_fire().id}"]
 
 
 def test_same_state_and_event_time_give_identical_records(
     tangxia_world: World, default_plan: LoadedPlan
 ) -> None:
     """What a worker re-reading an incident after a crash publishes again."""
-    a = AreaCore({"tangxia": tangxia_world}, default_plan, {}, {}).on_incident(_fire(), T0)
-    b = AreaCore({"tangxia": tangxia_world}, default_plan, {}, {}).on_incident(_fire(), T0)
+    a = AreaCore({"tangxia": tangxia_world}, default_plan, {}).on_incident(_fire(), T0)
+    b = AreaCore({"tangxia": tangxia_world}, default_plan, {}).on_incident(_fire(), T0)
     assert a.out == b.out
 
 
@@ -91,7 +91,7 @@ def test_deadline_tick_escalates_and_unknown_ack_is_dead_lettered(core: AreaCore
 def test_unavailable_unit_and_offline_radio_reach_the_rules(core: AreaCore) -> None:
     baseline = core.on_incident(_fire(1), T0)
     zone = next(json.loads(o.value)["zone"]["id"] for o in baseline.out if o.topic == "decisions")
-    fresh = AreaCore(core.worlds, core.plan, {}, {})
+    fresh = AreaCore(core.worlds, core.plan, {})
     fresh.on_event(
         AreaEvent(
             kind="status",
@@ -119,7 +119,7 @@ def test_closed_incident_is_pruned_after_a_day(core: AreaCore) -> None:
         AreaEvent(kind="prune", at=later, area="tangxia", incident_id=_fire().id)
     ).notes == ["pruned"]
     core.apply_writes()
-    assert core.dispatches == {}
+    assert core.store == {}
 
 
 ORIGIN = Origin("incidents", 0, 42, int(T0.timestamp() * 1000), b"tangxia")
@@ -166,3 +166,15 @@ def test_missing_id_and_time_come_from_the_log_position() -> None:
     assert a.raised_at == T0 and a.area == "tangxia"
     other: Any = parse_incident(raw, Origin("incidents", 0, 43, ORIGIN.timestamp_ms, None))
     assert other.id != a.id
+
+
+def test_positions_share_the_store_without_disturbing_incidents(core: AreaCore) -> None:
+    assert core.position("engine-incidents", 3) is None
+    core.on_incident(_fire(), T0)
+    core.apply_writes()
+    core.record_position("engine-incidents", 3, 43)
+    assert core.position("engine-incidents", 3) == 43
+    assert core.position("engine-incidents", 2) is None
+    # the timer and the counts read incidents only, never the recorded offsets
+    assert core.open_counts() == {"dispatched": 1}
+    assert [key for key, _ in core.entries("dispatches")] == [_fire().id]
