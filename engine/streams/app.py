@@ -213,7 +213,7 @@ def build_app(
         await outputs.send_all([(topic_names["deadletter"], key, letter.to_json_bytes())])
         metrics.deadletters.labels(reason=letter.reason).inc()
 
-    async def handle(origin: Origin, value: bytes | None) -> None:
+    async def handle(origin: Origin, value: bytes | None, rereading: bool = False) -> None:
         """One input record to the end: outputs acknowledged, state written."""
         if origin.topic == incidents_name:
             parsed = parse_incident(value, origin)
@@ -237,7 +237,8 @@ def build_app(
             await dead_letter(origin.dead_letter(value, str(exc)[:500], "invalid"), "")
             return
         if area_event.kind == "sweep":
-            await sweep(origin.partition)
+            if not rereading:  # an old sweep read again asks nothing new
+                await sweep(origin.partition)
             return
         if area_event.kind == "incident" and area_event.incident is not None:
             metrics.incidents.labels(**_labels(area_event.incident)).inc()
@@ -264,7 +265,8 @@ def build_app(
         label = "incidents" if topic == incidents_name else "area-events"
         metrics.records_reread.labels(topic=label).inc(end - start)
         async for r in rereader.read(topic, partition, start, end):
-            await handle(Origin(r.topic, r.partition, r.offset, r.timestamp_ms, r.key), r.value)
+            origin = Origin(r.topic, r.partition, r.offset, r.timestamp_ms, r.key)
+            await handle(origin, r.value, rereading=True)
             core.record_position(topic, partition, r.offset + 1)
 
     swept: dict[int, int] = {}  # partition -> incidents position at the previous sweep

@@ -50,51 +50,52 @@ class Rereader(Service):
         self._lock = asyncio.Lock()
 
     async def _get(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                **client_kwargs(self.settings),
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
+        async with self._lock:  # the first callers race to start it: one does
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(
+                    group_id=None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    **client_kwargs(self.settings),
+                )
+                await consumer.start()
+                self._consumer = consumer
+            return self._consumer
 
     async def bounds(self, topic: str, partition: int) -> tuple[int, int]:
         """(first offset still in the log, offset after the last record)."""
-        async with self._lock:
-            consumer = await self._get()
-            tp = TopicPartition(topic, partition)
-            first = (await consumer.beginning_offsets([tp]))[tp]
-            end = (await consumer.end_offsets([tp]))[tp]
-            return int(first), int(end)
+        consumer = await self._get()
+        tp = TopicPartition(topic, partition)
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        return int(first), int(end)
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Reread]:
-        """The records with start <= offset < end, in offset order."""
-        async with self._lock:
-            consumer = await self._get()
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            empty = 0
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=500)
-                records = batch.get(tp, [])
-                if not records:
-                    if await consumer.position(tp) >= end:
-                        return
-                    empty += 1
-                    if empty >= EMPTY_FETCHES_BEFORE_GIVING_UP:
-                        raise TimeoutError(f"re-reading {topic}[{partition}] {start}..{end}")
-                    continue
-                empty = 0
-                for r in records:
-                    if r.offset >= end:
-                        return
-                    yield Reread(topic, partition, r.offset, int(r.timestamp), r.key, r.value)
-                if records[-1].offset + 1 >= end:
+        """The records with start <= offset < end, in offset order. One reader at a
+        time (the area agent); no lock is held while the caller handles a record, so
+        :meth:`bounds` may be asked meanwhile."""
+        consumer = await self._get()
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        empty = 0
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=500)
+            records = batch.get(tp, [])
+            if not records:
+                if await consumer.position(tp) >= end:
                     return
+                empty += 1
+                if empty >= EMPTY_FETCHES_BEFORE_GIVING_UP:
+                    raise TimeoutError(f"re-reading {topic}[{partition}] {start}..{end}")
+                continue
+            empty = 0
+            for r in records:
+                if r.offset >= end:
+                    return
+                yield Reread(topic, partition, r.offset, int(r.timestamp), r.key, r.value)
+            if records[-1].offset + 1 >= end:
+                return
 
     async def on_stop(self) -> None:
         if self._consumer is not None:

@@ -18,6 +18,7 @@ from engine.config import Settings
 from engine.kafka.produce import produce_incidents
 from engine.models import Ack, Incident
 from engine.rules.intake import with_area
+from engine.streams.events import AreaEvent
 from tests.worker_process import WorkerProcess, read_until, running_worker
 
 pytestmark = pytest.mark.integration
@@ -346,11 +347,15 @@ def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
     )
 
 
-async def _commit_for_worker(settings: Settings, offset: int) -> None:
-    """Commit the worker group's offset on the Tangxia partition of `incidents`, as
-    faust-streaming does when it commits past records its agent never received."""
+def _tangxia_partition(settings: Settings, logical: str) -> TopicPartition:
     every = list(range(settings.partitions))
-    tp = TopicPartition(settings.topic("incidents"), DefaultPartitioner()(b"tangxia", every, every))
+    return TopicPartition(settings.topic(logical), DefaultPartitioner()(b"tangxia", every, every))
+
+
+async def _commit_for_worker(settings: Settings, offset: int, logical: str = "incidents") -> None:
+    """Commit the worker group's offset on the Tangxia partition of a topic, as
+    faust-streaming does when it commits past records its agent never received."""
+    tp = _tangxia_partition(settings, logical)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"{settings.topic_prefix}tangxia-engine-worker",
@@ -425,3 +430,36 @@ async def _produce_to_partitions(settings: Settings, incidents: list[Incident]) 
             )  # fmt: skip
     finally:
         await producer.stop()
+
+
+def test_area_events_faust_committed_past_are_read_again_sweeps_and_all(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The same on the internal `area-events` topic, whose records the worker itself
+    forwards: forwarded incidents with an old sweep among them; the group's offset is
+    on the last record, so the worker reads the five before it again (the sweep read
+    again asks for nothing) and then handles the last."""
+    incidents = [_incident(400 + n) for n in range(5)]
+    records = [AreaEvent(kind="incident", at=i.raised_at, area="tangxia", incident=i)
+               for i in incidents]  # fmt: skip
+    records.insert(2, AreaEvent(kind="sweep", at=incidents[0].raised_at, area=""))
+    tp = _tangxia_partition(kafka_settings, "area-events")
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            for r in records:
+                await producer.send_and_wait(tp.topic, r.to_bytes(), partition=tp.partition)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    asyncio.run(_commit_for_worker(kafka_settings, len(records) - 1, "area-events"))
+    log = tmp_path / "worker.log"
+    with running_worker(kafka_settings, log):
+        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 5))
+    by_id = {d["incident_id"]: d for d in decisions}
+    assert len(decisions) == 5 and sorted(by_id) == [i.id for i in incidents]
+    assert by_id[incidents[0].id]["zone"]["id"] == "KZ118"  # handled first
+    assert "offsets 0..4 were skipped by the consumer" in log.read_text(encoding="utf-8")
