@@ -6,6 +6,7 @@ Topology (DESIGN.md §3-4)::
     area-events (internal, key: area) ─┴─▶ area agent ─▶ decisions, callouts,
     acks (key: incident) ─▶ ack router ─▶ area-events     incident-state, deadletter
     unit-status (key: unit) ─▶ status router ─▶ area-events
+      (the routers: a plain consumer group, engine.streams.routers)
     timer (1 s) ─▶ area-events (deadline ticks)
 
 ``incidents``, ``area-events`` and the state tables' changelogs have the same partition
@@ -30,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from engine.streams.core import AreaCore, Effects
 from engine.streams.events import AreaEvent
 from engine.streams.intake import Origin, parse, parse_incident
 from engine.streams.reread import Rereader
+from engine.streams.routers import Routers
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +173,6 @@ def build_app(
     incidents_name = settings.topic("incidents")
     # created by `engine topics ensure` (ensure_topics), co-partitioned with incidents
     area_events_name = settings.topic("area-events")
-    acks = app.topic(settings.topic("acks"), key_serializer="raw", value_serializer="raw")
-    unit_status = app.topic(
-        settings.topic("unit-status"), key_serializer="raw", value_serializer="raw"
-    )
     area_input = app.topic(
         incidents_name, area_events_name, key_serializer="raw", value_serializer="raw"
     )
@@ -290,44 +288,48 @@ def build_app(
             msg = event.message
             await take(_origin(msg), msg.value)
 
-    async def valid(
-        stream: faust.StreamT[bytes], model: type[M]
-    ) -> AsyncIterator[tuple[Origin, bytes, M]]:
-        """The records of a routed topic that parse; the rest go to deadletter."""
-        async for event in stream.events():
-            msg = event.message
-            origin = _origin(msg)
-            parsed = parse(model, msg.value, origin)
-            if isinstance(parsed, DeadLetter):
-                await dead_letter(parsed, (msg.key or b"").decode("utf-8", "replace"))
-            else:
-                yield origin, msg.value, parsed
+    async def valid(origin: Origin, value: bytes | None, model: type[M]) -> M | None:
+        """A routed record parsed, or None after it went to deadletter."""
+        parsed = parse(model, value, origin)
+        if isinstance(parsed, DeadLetter):
+            await dead_letter(parsed, (origin.key or b"").decode("utf-8", "replace"))
+            return None
+        return parsed
 
-    @app.agent(acks, concurrency=1, supervisor_strategy=CrashingSupervisor)
-    async def ack_router(stream: faust.StreamT[bytes]) -> None:
-        async for origin, raw, ack in valid(stream, Ack):
-            metrics.acks.labels(kind=ack.kind.value).inc()
-            area = _area_of_ack(ack, core)
-            if area is None:
-                letter = origin.dead_letter(
-                    raw,
-                    "cannot tell the dispatch area of this ack (no 'area' field and several "
-                    "areas loaded)",
-                    "unknown_incident",
-                )
-                await dead_letter(letter, ack.incident_id)
-                continue
-            await forward(AreaEvent(kind="ack", at=ack.at, area=area, ack=ack))
+    async def route_ack(origin: Origin, value: bytes | None) -> None:
+        ack = await valid(origin, value, Ack)
+        if ack is None:
+            return
+        metrics.acks.labels(kind=ack.kind.value).inc()
+        area = _area_of_ack(ack, core)
+        if area is None:
+            letter = origin.dead_letter(
+                value,
+                "cannot tell the dispatch area of this ack (no 'area' field and several "
+                "areas loaded)",
+                "unknown_incident",
+            )
+            await dead_letter(letter, ack.incident_id)
+            return
+        await forward(AreaEvent(kind="ack", at=ack.at, area=area, ack=ack))
 
-    @app.agent(unit_status, concurrency=1, supervisor_strategy=CrashingSupervisor)
-    async def status_router(stream: faust.StreamT[bytes]) -> None:
-        async for _, _, status in valid(stream, UnitStatus):
-            areas = [a for a, w in core.worlds.items() if _knows(w, status.unit_id)]
-            if not areas:
-                log.info("unit-status for %s: not in any loaded registry, ignored", status.unit_id)
-                continue
-            for area in areas:
-                await forward(AreaEvent(kind="status", at=status.at, area=area, status=status))
+    async def route_status(origin: Origin, value: bytes | None) -> None:
+        status = await valid(origin, value, UnitStatus)
+        if status is None:
+            return
+        areas = [a for a, w in core.worlds.items() if _knows(w, status.unit_id)]
+        if not areas:
+            log.info("unit-status for %s: not in any loaded registry, ignored", status.unit_id)
+            return
+        for area in areas:
+            await forward(AreaEvent(kind="status", at=status.at, area=area, status=status))
+
+    routers = Routers(
+        settings,
+        f"{app_id}-routers",
+        {settings.topic("acks"): route_ack, settings.topic("unit-status"): route_status},
+    )
+    app.service(routers)  # type: ignore[arg-type]
 
     announced: dict[str, float] = {}
 
@@ -361,13 +363,17 @@ def build_app(
     @app.timer(interval=LAG_CHECK_S)
     async def consumer_lag() -> None:
         """Records behind the end of every assigned partition (highwater - position)."""
-        consumer = app.consumer
-        for tp in sorted(consumer.assignment()):
-            position = await consumer.position(tp)
-            highwater = consumer.highwater(tp)
-            if position is not None and highwater is not None:
-                lag = max(0, int(highwater) - int(position))
-                metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+        consumers = [app.consumer, routers.consumer]  # faust's, the routers' (or None)
+        for consumer in consumers:
+            if consumer is None:
+                continue
+            for tp in sorted(consumer.assignment()):
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+                if position is not None and highwater is not None:
+                    lag = max(0, int(highwater) - int(position))
+                    labels = {"topic": tp.topic, "partition": str(tp.partition)}
+                    metrics.consumer_lag.labels(**labels).set(lag)
 
     # modification times of what was loaded above: a later change is a reload
     stamps = {
