@@ -6,7 +6,7 @@ that decisions can be replayed from the Kafka log.
 
 The hot modules (decide, nearby, availability) may be compiled in place by mypyc
 (tools/compile_rules.py, `make native`); a compiled module older than its source would
-silently run old code, so importing the package refuses it.
+silently run old code, so importing the package from a source checkout refuses it.
 """
 
 from pathlib import Path
@@ -14,6 +14,8 @@ from pathlib import Path
 
 def _refuse_stale_native() -> None:
     here = Path(__file__).parent
+    if not (here.parents[1] / "pyproject.toml").exists():
+        return  # installed (a wheel sets no meaningful times): only a checkout is edited
     for native in here.glob("*.so"):
         source = here / (native.name.split(".")[0] + ".py")
         if source.exists() and source.stat().st_mtime > native.stat().st_mtime:
