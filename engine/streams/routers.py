@@ -71,6 +71,8 @@ class Routers(Service):
                         await route(origin, r.value)
                     await self._commit(consumer, tp, records[-1].offset + 1)
         except Exception as exc:
+            if self.should_stop:
+                return  # the consumer was stopped under a fetch: a clean stop
             # a worker that is up but routes nothing is worse than one that exits and
             # is restarted (the agents crash the worker the same way)
             log.exception("router stopped: %s", exc)
