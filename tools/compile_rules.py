@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,18 +24,17 @@ MODULES = ("decide", "nearby", "availability")
 
 def main() -> int:
     from mypyc.build import mypycify
-    from setuptools import setup
+    from setuptools import Distribution
 
     os.chdir(REPO)
-    # setuptools reads the project's pyproject.toml here too, and warns about it
-    warnings.filterwarnings("ignore", message=".*tool.setuptools.*")
     sources = [f"engine/rules/{m}.py" for m in MODULES]
-    setup(
-        name="engine-rules-native",
-        # one shared library for the three, inside the package (not at the top level)
-        ext_modules=mypycify(sources, opt_level="3", group_name="engine.rules.native"),
-        script_args=["--quiet", "build_ext", "--inplace"],
-    )
+    # one shared library for the three, inside the package (not at the top level)
+    extensions = mypycify(sources, opt_level="3", group_name="engine.rules.native")
+    # a bare Distribution, not setup(): setup() would read the project's pyproject.toml
+    dist = Distribution({"name": "engine-rules-native", "ext_modules": extensions})
+    dist.script_args = ["--quiet", "build_ext", "--inplace"]
+    dist.parse_command_line()
+    dist.run_commands()
     # build_ext copies an unchanged build with its old time: the extensions are now
     # what the sources say, so they are stamped newer than the sources
     for native in (REPO / "engine" / "rules").glob("*.so"):
