@@ -24,7 +24,6 @@ import json
 import platform
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,8 +211,7 @@ def main() -> int:
         "--out", type=Path, default=Path(__file__).parent / "results" / "radio.json"
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory():
-        runs = [asyncio.run(one_run(args.baud)) for _ in range(args.runs)]
+    runs = [asyncio.run(one_run(args.baud)) for _ in range(args.runs)]
     print(f"1+10 SMS fan-out at {args.baud} baud, {args.runs} runs")
     print(f"{'run':>3} {'bytes':>6} {'wire limit ms':>14} {'elapsed ms':>11} {'ratio':>6}")
     for i, r in enumerate(runs, 1):

@@ -84,7 +84,8 @@ def _finite(text: str) -> float:
 
 
 def cmd_raise(args: argparse.Namespace) -> int:
-    from engine.kafka.produce import produce_incidents, with_area
+    from engine.kafka.produce import produce_incidents
+    from engine.rules.intake import with_area
 
     fields = {
         "type": args.type,

@@ -21,7 +21,8 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
-HOT = ("decide", "nearby", "availability")
+sys.path.insert(0, str(REPO / "tools"))
+from compile_rules import MODULES as HOT  # noqa: E402  (the compiled modules)
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):

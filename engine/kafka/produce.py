@@ -13,9 +13,8 @@ from engine.config import Settings
 from engine.errors import KafkaUnavailable
 from engine.kafka.connection import producer_kwargs
 from engine.models import Incident
-from engine.rules.intake import with_area
 
-__all__ = ["produce_incidents", "producer", "with_area"]
+__all__ = ["produce_incidents", "producer"]
 
 
 @contextlib.asynccontextmanager

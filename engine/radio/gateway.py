@@ -96,7 +96,6 @@ class Gateway:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self.ready = asyncio.Event()  # history loaded, consumer subscribed
 
     # -- running ------------------------------------------------------------------------
 
@@ -124,7 +123,6 @@ class Gateway:
                     tasks.create_task(self._send(), name="gateway send")
                     tasks.create_task(self._events(), name="gateway events")
                     tasks.create_task(self._watch_link(), name="gateway link")
-                    self.ready.set()
             finally:
                 self._consumer = None
                 with contextlib.suppress(Exception):

@@ -67,10 +67,6 @@ class CalledBook:
     def close(self, incident_id: str) -> None:
         self._incidents.pop(incident_id, None)
 
-    def open_incidents(self, now: float) -> list[str]:
-        self._expire(now)
-        return list(self._incidents)
-
     def check(
         self, sender: str, text: str, directory: RadioDirectory, now: float
     ) -> AcceptedReply | RejectedReply:

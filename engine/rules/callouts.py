@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from engine.models import CallOut, Channel, Incident
-from engine.radio.callout_text import format_callout
+from engine.radio.callout_text import TAG, format_callout
 from engine.radio.replies import incident_code
 from engine.rules.decision import DispatchDecision
 from engine.rules.plan import LoadedPlan
@@ -53,6 +53,7 @@ def callouts_for(
     out: list[CallOut] = []
     done = set(already_paged)
     for r in decision.recipients:
+        text = None  # the recipient's text, made for its first address to page
         for address in r.contacts:
             if address in done:
                 continue
@@ -60,17 +61,20 @@ def callouts_for(
             number = _number(address, world, plan)
             if number is None:
                 continue  # e.g. a command centre configured with a radio only
-            texts = format_callout(
-                priority=incident.priority,
-                incident_type=incident.type,
-                code=code,
-                address=incident.address,
-                distance_m=r.distance_m,
-                extra=equipment,
-            )
-            text = (
-                texts[0] if len(texts) == 1 else _full_text(incident, code, r.distance_m, equipment)
-            )
+            if text is None:
+                texts = format_callout(
+                    priority=incident.priority,
+                    incident_type=incident.type,
+                    code=code,
+                    address=incident.address,
+                    distance_m=r.distance_m,
+                    extra=equipment,
+                )
+                text = (
+                    texts[0]
+                    if len(texts) == 1
+                    else _full_text(incident, code, r.distance_m, equipment)
+                )
             out.append(
                 CallOut(
                     idempotency_key=CallOut.key_for(incident.id, decision.stage, address),
@@ -122,9 +126,9 @@ def stand_down(
     incident = dispatch.incident
     code = incident_code(incident.id)
     text = (
-        f"[塘厦义警] #{code} 警情已取消，无需前往，谢谢"
+        f"[{TAG}] #{code} 警情已取消，无需前往，谢谢"
         if cancelled
-        else f"[塘厦义警] #{code} 警情已处置完毕，谢谢支援"
+        else f"[{TAG}] #{code} 警情已处置完毕，谢谢支援"
     )
     return [
         CallOut(

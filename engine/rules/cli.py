@@ -9,14 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from pydantic import ValidationError
-
 from engine.errors import ConfigError, UsageError
-from engine.models import Incident
-from engine.rules.availability import Availability
-from engine.rules.decide import decide
-from engine.rules.intake import OutOfArea, with_area
-from engine.rules.plan import load_plan, plan_json_schema
+
+# The rules, pydantic and numpy/scipy (under the spatial index) are imported by the
+# commands that use them: `engine` builds this parser for every command it runs.
 
 
 def _at(text: str) -> datetime:
@@ -31,6 +27,7 @@ def _at(text: str) -> datetime:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     from engine.registry.registry import load_registry
+    from engine.rules.plan import load_plan
     from engine.rules.world import World
 
     plan = load_plan(args.plan)
@@ -52,6 +49,12 @@ def replay(
 ) -> int:
     """Decision JSON lines for incident JSON lines, in order. Bad lines are reported with
     their number and skipped; the result is 1 if any line was bad."""
+    from pydantic import ValidationError
+
+    from engine.models import Incident
+    from engine.rules.availability import Availability
+    from engine.rules.decide import decide
+    from engine.rules.intake import OutOfArea, with_area
     from engine.rules.plan import LoadedPlan
     from engine.rules.world import World
 
@@ -90,6 +93,8 @@ def replay(
 
 
 def cmd_plan_check(args: argparse.Namespace) -> int:
+    from engine.rules.plan import load_plan
+
     try:
         loaded = load_plan(args.file)
     except ConfigError as exc:
@@ -105,6 +110,8 @@ def cmd_plan_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plan_schema(args: argparse.Namespace) -> int:
+    from engine.rules.plan import plan_json_schema
+
     text = json.dumps(plan_json_schema(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     if args.out == "-":
         sys.stdout.write(text)

@@ -45,7 +45,6 @@ WATCH_GROUP = Kind.WATCH_GROUP.value
 FRONTAGE_POINT = Kind.FRONTAGE_POINT.value
 PATROL_BASE = Kind.PATROL_BASE.value
 OBSERVER = Kind.OBSERVER.value
-EQUIPMENT_POINT = Kind.EQUIPMENT_POINT.value
 
 # Recipient kinds in the order they are listed (school-gate posts first).
 KIND_ORDER = {
@@ -606,7 +605,7 @@ def _watch_groups(
     ctx: _Ctx,
 ) -> None:
     taken = 0
-    kind = Kind.WATCH_GROUP.value
+    kind = WATCH_GROUP
     # stage.watch_groups >= 1 here: the count is tested after each pick
     for dist, group_id in world.nearby.ranked(lat, lon, kind, stage.max_distance_m):
         if group_id in availability.unavailable or group_id in availability.commitments:

@@ -36,6 +36,7 @@ from engine.models import (
     TimelineEntry,
 )
 from engine.rules.availability import Availability
+from engine.rules.callouts import stand_down
 from engine.rules.decide import KEY_ZONE, UNIT, NoStageLeft, escalate
 from engine.rules.decision import DispatchDecision
 from engine.rules.plan import LoadedPlan
@@ -93,13 +94,6 @@ class Dispatch(BaseModel):
                 if address in (getattr(r, "contacts", None) or ())
             }
         )
-
-    def kind_of(self, entity_id: str) -> str | None:
-        for d in self.decisions:
-            for r in d.recipients:
-                if r.id == entity_id:
-                    return r.kind
-        return None
 
     def to_incident_state(self) -> IncidentState:
         latest = self.decisions[-1] if self.decisions else None
@@ -346,8 +340,6 @@ def _end(
     why: str,
     to: Lifecycle,
 ) -> EndOutcome:
-    from engine.rules.callouts import stand_down  # callouts imports this module
-
     if dispatch.status not in OPEN and dispatch.status is not Lifecycle.UNANSWERED:
         return EndOutcome(dispatch, [], [])
     entry = TimelineEntry(at=now, state=to, who=who, what=why)

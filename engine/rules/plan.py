@@ -177,7 +177,6 @@ def load_plan(path: Path | str | None = None) -> LoadedPlan:
 def parse_plan(data: bytes, origin: str) -> LoadedPlan:
     try:
         text = data.decode("utf-8-sig")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{origin}: plan is not UTF-8: {exc}") from exc
@@ -190,6 +189,8 @@ def parse_plan(data: bytes, origin: str) -> LoadedPlan:
     try:
         plan = Plan.model_validate(raw)
     except ValidationError as exc:
+        # the node tree (line and column of each field) only to report: a second parse
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])

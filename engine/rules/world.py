@@ -14,7 +14,6 @@ from types import MappingProxyType
 
 from engine.geo.index import SpatialIndex
 from engine.geo.points import IndexedPoint
-from engine.models import Channel
 from engine.registry.models import (
     Equipment,
     EquipmentPoint,
@@ -23,7 +22,6 @@ from engine.registry.models import (
     Kind,
     Observer,
     PatrolBase,
-    Placed,
     School,
     TimeWindow,
     Volunteer,
@@ -60,10 +58,6 @@ class Contact:
     def address(self) -> str:
         return self.radio_id if self.radio_id is not None else f"sms:{self.volunteer_id}"
 
-    @property
-    def channel(self) -> Channel:
-        return Channel.SMS
-
 
 @dataclass(frozen=True)
 class World:
@@ -71,10 +65,6 @@ class World:
     index: SpatialIndex
     contacts: Mapping[str, tuple[Contact, ...]]
     """entity id -> the people to call for it (publicity vanguard never included)"""
-    zone_of_unit: Mapping[str, tuple[str, ...]]
-    """unit id -> the zones and watch groups it is linked to"""
-    address_owner: Mapping[str, str]
-    """contact address (radio id or sms:<volunteer>) -> volunteer id"""
     nearby: Nearby
     linked_positions: Mapping[str, tuple[tuple[str, float, float, float], ...]]
     """zone or watch group id -> (unit id, lat rad, lon rad, cos lat) of each linked unit"""
@@ -84,12 +74,11 @@ class World:
     """entity id -> Chinese name (plain dicts here: the hot path reads them per recipient)"""
     addresses: dict[str, tuple[str, ...]]
     """entity id -> its contacts' addresses (everyone reachable when all are available)"""
-    people: dict[str, frozenset[str]]
-    """entity id -> volunteer ids and radio ids behind its contacts, to test availability"""
     max_frontage_radius_m: float
     callee: dict[str, tuple[str | None, tuple[str, ...], frozenset[str]]]
-    """entity id -> (name, addresses, people): ``names``, ``addresses`` and ``people`` in
-    one lookup, for every entity with someone to call"""
+    """entity id -> (name, addresses, people): ``names``, ``addresses`` and the volunteer
+    and radio ids behind them (to test availability) in one lookup, for every entity
+    with someone to call"""
     linked_why: dict[str, str]
     """zone or watch group id -> the reason given to each of its linked units"""
     frontage_radius: dict[str, float]
@@ -109,10 +98,8 @@ class World:
 
     @classmethod
     def build(cls, registry: Registry) -> World:
-        radio_of = {r.holder: r for r in registry.radios.values()}
-
         def contact(v: Volunteer) -> Contact:
-            radio = radio_of.get(v.id)
+            radio = registry.radio_of(v.id)
             if radio is not None:
                 return Contact(v.id, radio.id, radio.sms_number)
             return Contact(v.id, None, v.phone)
@@ -134,30 +121,11 @@ class World:
                     people[p.id].append(holder)
 
         contacts: dict[str, tuple[Contact, ...]] = {}
-        owner: dict[str, str] = {}
         for entity_id, vols in people.items():
             unique = sorted({v.id: v for v in vols}.values(), key=lambda v: v.id)
             contacts[entity_id] = tuple(contact(v) for v in unique)
-            for c in contacts[entity_id]:
-                owner[c.address] = c.volunteer_id
 
-        zone_of_unit: dict[str, list[str]] = defaultdict(list)
-        for group in registry.placed.values():
-            if isinstance(group, KeyZone | WatchGroup):
-                for unit_id in group.linked_units:
-                    zone_of_unit[unit_id].append(group.id)
-
-        points = [
-            IndexedPoint(
-                p.id,
-                p.kind.value,
-                p.location.lat,
-                p.location.lon,
-                p.radius_m if isinstance(p, FrontagePoint) else None,
-            )
-            for p in registry.placed.values()
-            if p.kind in INDEXED_KINDS
-        ]
+        points = list(registry.index_points(INDEXED_KINDS))
         index = SpatialIndex(points)
         linked: dict[str, tuple[tuple[str, float, float, float], ...]] = {}
         for group in registry.placed.values():
@@ -197,7 +165,6 @@ class World:
             },
             names=names,
             addresses=addresses,
-            people=people_sets,
             callee={e: (names.get(e), addresses[e], people_sets[e]) for e in contacts},
             linked_why={g: R.both(f"{g} 的联动单位", f"linked unit of {g}") for g in linked},
             frontage_radius={
@@ -219,16 +186,7 @@ class World:
                 default=0.0,
             ),
             contacts=MappingProxyType(contacts),
-            zone_of_unit=MappingProxyType({u: tuple(sorted(z)) for u, z in zone_of_unit.items()}),
-            address_owner=MappingProxyType(owner),
         )
-
-    def placed(self, entity_id: str) -> Placed:
-        return self.registry.placed[entity_id]
-
-    def radius_of(self, entity_id: str) -> float:
-        p = self.registry.placed[entity_id]
-        return p.radius_m if isinstance(p, FrontagePoint) else 0.0
 
 
 def _duty_segments(

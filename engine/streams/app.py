@@ -247,7 +247,7 @@ def build_app(
         at or past the recorded position is handled after any that faust skipped."""
         position = core.position(origin.topic, origin.partition)
         if position is None:  # nothing handled yet: the log's start is the position
-            position, _ = await rereader.bounds(origin.topic, origin.partition)
+            position = await rereader.first(origin.topic, origin.partition)
         if origin.offset < position:
             return  # handled already (re-delivered after a restart or read again)
         if origin.offset > position:
@@ -272,7 +272,8 @@ def build_app(
     async def sweep(partition: int) -> None:
         """Records in the partition of ``incidents`` that faust has not delivered since
         the previous sweep (no progress, though the log holds more) are read here."""
-        first, end = await rereader.bounds(incidents_name, partition)
+        end = await rereader.end(incidents_name, partition)
+        first = await rereader.first(incidents_name, partition)
         position = core.position(incidents_name, partition)
         position = first if position is None else max(position, first)
         if end > position and swept.get(partition) == position:
@@ -355,7 +356,7 @@ def build_app(
         for tp in sorted(app.consumer.assignment()):
             if tp.topic not in (incidents_name, area_events_name):
                 continue
-            _, end = await rereader.bounds(tp.topic, tp.partition)
+            end = await rereader.end(tp.topic, tp.partition)
             if end > (core.position(tp.topic, tp.partition) or 0):
                 event = AreaEvent(kind="sweep", at=clock(), area="")
                 await outputs.send_to(area_events_name, tp.partition, "", event.to_bytes())

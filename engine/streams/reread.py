@@ -62,18 +62,20 @@ class Rereader(Service):
                 self._consumer = consumer
             return self._consumer
 
-    async def bounds(self, topic: str, partition: int) -> tuple[int, int]:
-        """(first offset still in the log, offset after the last record)."""
-        consumer = await self._get()
+    async def first(self, topic: str, partition: int) -> int:
+        """The first offset still in the log."""
         tp = TopicPartition(topic, partition)
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        return int(first), int(end)
+        return int((await (await self._get()).beginning_offsets([tp]))[tp])
+
+    async def end(self, topic: str, partition: int) -> int:
+        """The offset after the last record."""
+        tp = TopicPartition(topic, partition)
+        return int((await (await self._get()).end_offsets([tp]))[tp])
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> AsyncIterator[Reread]:
         """The records with start <= offset < end, in offset order. One reader at a
         time (the area agent); no lock is held while the caller handles a record, so
-        :meth:`bounds` may be asked meanwhile."""
+        :meth:`first` and :meth:`end` may be asked meanwhile."""
         consumer = await self._get()
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])

@@ -9,10 +9,11 @@ import pytest
 
 from engine.config import Settings
 from engine.kafka.connection import partitions_of, probe
-from engine.kafka.produce import produce_incidents, with_area
+from engine.kafka.produce import produce_incidents
 from engine.kafka.tail import tail
 from engine.kafka.topics import ensure_topics
 from engine.models import Incident
+from engine.rules.intake import with_area
 from tests.kafka_broker import SessionBroker
 
 pytestmark = pytest.mark.integration

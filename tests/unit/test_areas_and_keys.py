@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 
 from engine.errors import UsageError
 from engine.geo.areas import TANGXIA, area_of, point_in_polygon
-from engine.kafka.produce import with_area
 from engine.kafka.tail import record_to_json
 from engine.models import Incident
+from engine.rules.intake import with_area
 
 pytestmark = pytest.mark.unit
 
