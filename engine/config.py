@@ -37,9 +37,11 @@ LOGICAL_TOPICS = (
 )
 """The topics of DESIGN.md §4, by their logical names."""
 
-INTERNAL_TOPICS = ("area-events",)
-"""The worker's own topics: ``area-events`` carries acks, unit status, deadline ticks and
-forwarded incidents to the owner of an area, co-partitioned with ``incidents``."""
+INTERNAL_TOPICS = ("area-events", "area-state")
+"""The worker's own topics, both co-partitioned with ``incidents``: ``area-events``
+carries acks, unit status, operator actions and forwarded incidents to the owner of an
+area; ``area-state`` (compacted) is the changelog of the areas' state, written in the
+same transactions as the outputs and restored when a partition is assigned."""
 
 ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS
 
@@ -57,6 +59,7 @@ class TopicNames(BaseModel):
     incident_state: str = "incident-state"
     deadletter: str = "deadletter"
     area_events: str = "engine-area-events"
+    area_state: str = "engine-area-state"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
@@ -142,7 +145,7 @@ class Settings(BaseSettings):
         return self.topic_prefix + self.topics.name_of(logical)
 
     def partitions_of(self, logical: str) -> int:
-        if logical == "area-events":  # must be co-partitioned with incidents
+        if logical in ("area-events", "area-state"):  # co-partitioned with incidents
             logical = "incidents"
         return self.topic_partitions.get(logical, self.partitions)
 

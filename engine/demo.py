@@ -89,7 +89,7 @@ def run_demo(settings: Settings, config: str | None) -> int:
         stack.callback(gateway.stop)
         worker = _Proc("worker", ["-v", "worker"], work / "worker.log", env)
         stack.callback(worker.stop)
-        worker.wait_for("Worker ready", 120)
+        worker.wait_for("worker ready", 120)
         print("worker ready; gateway paging through the simulator; metrics on :9101, :9102")
         ids = [_raise(settings, env, *sample) for sample in SAMPLES]
         states = asyncio.run(_follow(settings, ids, within_s=90))

@@ -12,7 +12,6 @@ state, topic and partition; never an incident id, a radio id or a volunteer.
   Each instance owns its registry, like :class:`engine.radio.metrics.GatewayMetrics`
   (gateway, port 9102), so two in one process (tests) never collide.
 - :func:`serve_metrics`: ``/metrics`` over HTTP on a port, stoppable.
-- :class:`FaustSensorsCollector`: faust's own sensors, re-exported in base units.
 - :func:`incident_labels`: the bounded (type, priority, area) label values.
 
 The API process (port 8080, ``/metrics`` beside its routes) does not exist yet; its
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -34,8 +32,6 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from engine.models import IncidentType, Priority
 
@@ -163,11 +159,17 @@ class WorkerMetrics:
             "area to the area's partition: one extra hop each",
             ["reason"], registry=r,
         )  # fmt: skip
-        self.records_reread = Counter(
-            "engine_records_reread",
-            "Input records faust's consumer skipped (or committed past) that the worker "
-            "noticed and read again itself, by topic",
-            ["topic"], registry=r,
+        self.acks_ignored = Counter(
+            "engine_acks_ignored",
+            "Replies and delivery reports that changed nothing (a repeat, an ended "
+            "incident, a handset not called): counted, never stored",
+            registry=r,
+        )
+        self.transactions = Counter(
+            "engine_transactions",
+            "The worker's Kafka transactions (one per task per batch), by result: "
+            "committed, aborted (handled again), fenced (the partition moved)",
+            ["result"], registry=r,
         )  # fmt: skip
         self.plan_reloads = Counter(
             "engine_plan_reload",
@@ -228,50 +230,3 @@ def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0")
     it back from :attr:`MetricsServer.port`)."""
     server, thread = start_http_server(port, addr=addr, registry=registry)
     return MetricsServer(server, thread)
-
-
-# --- faust's own sensors ----------------------------------------------------------------
-
-_FAUST_MS = re.compile(r"(_ms|_latency)$")
-
-
-class FaustSensorsCollector(Collector):
-    """faust's Prometheus sensors, renamed into this project's conventions.
-
-    ``faust.sensors.prometheus.setup_prometheus_sensors(app, registry=faust_registry,
-    name_prefix="faust")`` records milliseconds under names like
-    ``faust_events_runtime_ms`` that ``promtool check metrics`` rejects. Register this
-    collector on the worker's registry instead of serving faust's registry directly:
-    millisecond histograms come out in seconds (``faust_events_runtime_seconds``,
-    ``faust_producer_send_latency_seconds``), everything else unchanged.
-    """
-
-    def __init__(self, source: CollectorRegistry) -> None:
-        self.source = source
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self.source.collect():
-            yield from self._convert(family)
-
-    def describe(self) -> Iterable[Metric]:
-        return ()
-
-    @staticmethod
-    def _convert(family: Metric) -> Iterator[Metric]:
-        if family.type != "histogram" or not _FAUST_MS.search(family.name):
-            yield family
-            return
-        base = family.name[:-3] if family.name.endswith("_ms") else family.name
-        name = f"{base}_seconds"
-        doc = family.documentation.replace("in ms", "in seconds")
-        out = Metric(name, doc, "histogram")
-        for s in family.samples:
-            suffix = s.name[len(family.name) :]
-            labels = dict(s.labels)
-            value = s.value
-            if suffix == "_bucket" and labels.get("le") not in (None, "+Inf"):
-                labels["le"] = repr(float(labels["le"]) / 1000.0)
-            elif suffix == "_sum":
-                value = s.value / 1000.0
-            out.add_sample(name + suffix, labels, value, s.timestamp, s.exemplar)
-        yield out

@@ -8,12 +8,13 @@ refuses a version it does not know (the worker sends such records to ``deadlette
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 """The version this code writes. Readers accept exactly the versions in SUPPORTED_VERSIONS."""
@@ -119,6 +120,25 @@ class Record(BaseModel):
         return self.model_dump_json(exclude_none=False).encode("utf-8")
 
 
+MAX_EXTRA_FIELDS = 32
+MAX_EXTRA_BYTES = 8 * 1024
+"""Fields beyond the contract are kept (other clients add their own), within bounds:
+an incident's extras live in the worker's state and on the live board for a day."""
+
+
+class BoundedExtras(Record):
+    """An input record: unknown fields kept, but few and small."""
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> BoundedExtras:
+        extra = self.__pydantic_extra__ or {}
+        if len(extra) > MAX_EXTRA_FIELDS:
+            raise ValueError(f"{len(extra)} fields beyond the schema; at most {MAX_EXTRA_FIELDS}")
+        if extra and len(json.dumps(extra, default=str)) > MAX_EXTRA_BYTES:
+            raise ValueError(f"fields beyond the schema exceed {MAX_EXTRA_BYTES} bytes")
+        return self
+
+
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
 AwareDatetime = Annotated[datetime, Field(description="RFC 3339 timestamp with offset")]
@@ -139,7 +159,7 @@ def _require_tz(v: datetime) -> datetime:
     return v
 
 
-class Incident(Record):
+class Incident(BoundedExtras):
     """Raised by an operator or a field report; key on ``incidents`` is the dispatch area."""
 
     id: str = Field(default_factory=new_incident_id, min_length=1, max_length=64)
@@ -155,7 +175,7 @@ class Incident(Record):
     _tz = field_validator("raised_at")(_require_tz)
 
 
-class UnitStatus(Record):
+class UnitStatus(BoundedExtras):
     """Availability and, for mobile units, position. Key: unit id (or radio id)."""
 
     unit_id: str = Field(min_length=1)
@@ -219,7 +239,7 @@ class CallOut(Record):
         return f"{incident_id}/{stage}/{radio_id}"
 
 
-class Ack(Record):
+class Ack(BoundedExtras):
     incident_id: str
     radio_id: str
     kind: AckKind
@@ -267,20 +287,40 @@ class DeadLetter(Record):
         "duplicate",
         "unknown_incident",
         "unknown_unit",
+        "too_large",
+        "clock_skew",
+        "duplicate_id",
+        "engine_error",
         "other",
     ] = "invalid"
+    original_size: int | None = Field(
+        default=None, description="bytes of the original value, when it was truncated"
+    )
     at: AwareDatetime = Field(default_factory=utcnow)
 
     @classmethod
     def for_bytes(cls, value: bytes | None, *, topic: str, error: str, **kw: object) -> DeadLetter:
+        """A dead letter that always fits in one request: the original is kept whole up
+        to :data:`MAX_DEAD_ORIGINAL` bytes (then truncated, its size noted), the error
+        text up to :data:`MAX_DEAD_ERROR` characters."""
+        original = value or b""
+        if len(original) > MAX_DEAD_ORIGINAL:
+            kw = {**kw, "original_size": len(original)}
+            original = original[:MAX_DEAD_ORIGINAL]
+        if len(error) > MAX_DEAD_ERROR:
+            error = error[: MAX_DEAD_ERROR - 1] + "…"
         return cls.model_validate(
             {
-                "original_b64": base64.b64encode(value or b"").decode("ascii"),
+                "original_b64": base64.b64encode(original).decode("ascii"),
                 "topic": topic,
                 "error": error,
                 **kw,
             }
         )
+
+
+MAX_DEAD_ORIGINAL = 64 * 1024
+MAX_DEAD_ERROR = 1000
 
 
 TOPIC_MODELS: dict[str, type[Record]] = {

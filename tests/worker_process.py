@@ -1,4 +1,4 @@
-"""Run `engine worker` as a real process for tests: start, wait until faust says it is
+"""Run `engine worker` as a real process for tests: start, wait until it says it is
 ready, stop with SIGTERM or kill with SIGKILL. Output goes to a log file, shown when a
 test fails."""
 
@@ -18,7 +18,7 @@ from typing import Any
 from engine.config import Settings
 from engine.kafka.tail import tail
 
-READY = "Worker ready"  # faust, once partitions are assigned and tables restored
+READY = "worker ready"  # logged once partitions are assigned and their state restored
 
 
 class WorkerProcess:
@@ -56,7 +56,7 @@ class WorkerProcess:
             return 0
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Until faust has assigned partitions and restored tables (again)."""
+        """Until the worker has partitions assigned and their state restored (again)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None

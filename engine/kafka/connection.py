@@ -51,6 +51,28 @@ def producer_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
+def consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """Every reader of the worker's outputs reads committed records only: a transaction
+    the worker aborted (a crash, a fenced zombie) is never seen."""
+    return {
+        **client_kwargs(settings),
+        "isolation_level": "read_committed",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+
+
+def transactional_producer_kwargs(settings: Settings, transactional_id: str) -> dict[str, Any]:
+    """The worker's producers: one transactional id per input partition, so that the
+    next owner of a partition fences the previous one (KIP-98)."""
+    return {
+        **producer_kwargs(settings),
+        "transactional_id": transactional_id,
+        "retry_backoff_ms": 10,  # back-to-back transactions: the markers clear in ms
+        "request_timeout_ms": 15_000,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerInfo:
     """What a cluster told us about itself over the wire."""

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from engine.config import Settings
 from engine.errors import KafkaUnavailable, UsageError
-from engine.kafka.connection import client_kwargs, partitions_of
+from engine.kafka.connection import consumer_kwargs, partitions_of
 
 
 def record_to_json(
@@ -50,7 +50,7 @@ async def tail(
     partitions = await partitions_of(settings, topic)
     if not partitions:
         raise UsageError(f"topic {topic!r} does not exist (run `engine topics ensure`)")
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), group_id=None)
     try:
         await consumer.start()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]

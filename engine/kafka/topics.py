@@ -60,7 +60,7 @@ def wanted_topics(settings: Settings) -> list[TopicSpec]:
     specs = []
     for logical in ALL_TOPICS:
         configs = {"min.insync.replicas": str(min(2, rf))}
-        if logical == "incident-state":
+        if logical in ("incident-state", "area-state"):
             # the live board needs the latest state per incident, forever
             configs["cleanup.policy"] = "compact"
         else:

@@ -144,3 +144,32 @@ def stand_down(
         )
         for address in sorted(paged_before(dispatch.decisions))
     ]
+
+
+def manual_dispatch(incident: Incident, plan: LoadedPlan) -> list[CallOut]:
+    """The engine could not decide this incident (a fault of its own): the command
+    centre is told to dispatch it by hand, on its desk handset and its phone."""
+    cc = plan.plan.command_centre
+    code = incident_code(incident.id)
+    where = incident.address or f"{incident.location.lat:.5f},{incident.location.lon:.5f}"
+    text = (
+        f"[{TAG}]{incident.priority.value} 引擎故障，请人工派警 #{code} "
+        f"{incident.type.value} {where}"
+    )
+    addresses = [a for a in (cc.radio_id, f"sms:{cc.id}" if cc.sms_number else None) if a]
+    return [
+        CallOut(
+            idempotency_key=f"{incident.id}/manual/{address}",
+            incident_id=incident.id,
+            stage=0,
+            radio_id=address,
+            channel=Channel.SMS,
+            text=text,
+            priority=incident.priority,
+            to=cc.sms_number if address == f"sms:{cc.id}" else None,
+            group=cc.id,
+            kind="command_centre",
+            manual_dispatch=True,
+        )
+        for address in addresses
+    ]

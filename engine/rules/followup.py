@@ -14,7 +14,8 @@ Lifecycle (one table, rules below)::
 Rules: a quorum is counted over everyone called at every stage so far (a late accept
 from stage 0 still counts after an escalation); the quorum rule is the latest stage's.
 A deadline that passes after the quorum was met changes nothing. Replies for a closed
-or cancelled incident, or from a handset that was not called, are recorded as ignored.
+or cancelled incident, from a handset that was not called, or a repeat of a (radio,
+kind) already kept, are ignored and not stored.
 """
 
 from __future__ import annotations
@@ -193,13 +194,15 @@ def on_ack(dispatch: Dispatch, ack: Ack) -> AckOutcome:
     """Apply one handset reply or delivery report."""
     if ack.incident_id != dispatch.incident.id:
         raise ValueError(f"ack for {ack.incident_id} applied to {dispatch.incident.id}")
+    # Ignored replies are counted by the caller, never stored: a flood of them must not
+    # grow the incident's state.
     if dispatch.status not in OPEN:
-        return AckOutcome(_record(dispatch, ack), "ignored", f"incident is {dispatch.status.value}")
+        return AckOutcome(dispatch, "ignored", f"incident is {dispatch.status.value}")
     entities = dispatch.entities_of(ack.radio_id)
     if not entities:
-        return AckOutcome(
-            _record(dispatch, ack), "ignored", f"{ack.radio_id} was not called for this incident"
-        )
+        return AckOutcome(dispatch, "ignored", f"{ack.radio_id} was not called for this incident")
+    if any(a.radio_id == ack.radio_id and a.kind is ack.kind for a in dispatch.acks):
+        return AckOutcome(dispatch, "ignored", f"{ack.radio_id} already sent {ack.kind.value}")
     if ack.kind is AckKind.DELIVERED:
         return AckOutcome(_record(dispatch, ack), "recorded", "delivery report")
 
@@ -249,8 +252,7 @@ def on_ack(dispatch: Dispatch, ack: Ack) -> AckOutcome:
 
 
 def _record(dispatch: Dispatch, ack: Ack) -> Dispatch:
-    if ack in dispatch.acks:
-        return dispatch  # a redelivered ack changes nothing
+    """The ack kept: once per (radio, kind), which on_ack has checked."""
     return dispatch.model_copy(update={"acks": (*dispatch.acks, ack)})
 
 

@@ -1,2 +1,2 @@
-"""The stream worker (faust): Kafka topics adapted to the pure rules (DESIGN.md §3).
-No dispatch logic lives here; see engine/rules."""
+"""The stream worker: Kafka topics adapted to the pure rules (DESIGN.md §3), exactly once
+per batch on Kafka transactions. No dispatch logic lives here; see engine/rules."""

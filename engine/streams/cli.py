@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +15,10 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "data" / "tangxia"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
-
     from engine.kafka.topics import ensure_topics
     from engine.metrics import WorkerMetrics
-    from engine.streams.app import Sources, build_app
+    from engine.streams.sources import Sources
+    from engine.streams.worker import Worker
 
     settings = load_settings(args.config)
     sources = Sources(
@@ -27,26 +26,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         plan=Path(args.plan) if args.plan else None,
     )
     metrics = WorkerMetrics()
-    app, _ = build_app(settings, sources, metrics)  # validates registry and plan first
-    report = asyncio.run(ensure_topics(settings))
-    if not report.ok:
-        for name, diffs in report.mismatched.items():
-            print(f"engine: error: topic {name}: {'; '.join(diffs)}", file=sys.stderr)
-        return 1
-    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run closed the last one
+    worker = Worker(settings, sources, metrics)  # validates registry and plan first
+
+    async def run() -> int:
+        report = await ensure_topics(settings)
+        if not report.ok:
+            for name, diffs in report.mismatched.items():
+                print(f"engine: error: topic {name}: {'; '.join(diffs)}", file=sys.stderr)
+            return 1
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+        return 0
+
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = metrics.serve(port) if port else None
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    # our logging (JSON lines, or text on a terminal) stays; faust would replace it
-    worker = faust.Worker(
-        app, loglevel=level, quiet=True, redirect_stdouts=False, override_logging=False
-    )
     try:
-        worker.execute_from_commandline()
+        return asyncio.run(run())
     finally:
         if server is not None:
             server.close()
-    return worker.exit_code if isinstance(worker.exit_code, int) else 0
 
 
 def cmd_end(args: argparse.Namespace) -> int:
@@ -74,7 +74,9 @@ def cmd_end(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("worker", help="run the stream worker (faust): incidents -> decisions")
+    p = sub.add_parser(
+        "worker", help="run the stream worker: incidents -> decisions, exactly once per batch"
+    )
     p.add_argument(
         "--registry",
         action="append",

@@ -1,21 +1,22 @@
-"""The worker's state machine for the areas it owns, free of faust and Kafka.
+"""The worker's state machine for the areas of one input partition, free of Kafka.
 
-One :class:`AreaCore` handles one event at a time (the faust agent is its only caller,
-with concurrency 1) and returns the records to publish. State lives in one
-``MutableMapping`` store: a faust table backed by a changelog topic in the worker, a
-plain dict in unit tests. Keys are prefixed: ``incident/<id>`` (the dispatch),
-``unit/<id>`` (the merged unit status) and ``offset/<topic>/<partition>`` (the next input
-offset to handle). One table, so one changelog partition per area: the producer keeps a
-partition's records in order, so if a recorded offset survived a crash, every state write
-made before it survived too. Availability (zone commitments, unavailable units, offline radios,
-observer fixes) is derived from those stores and cached; :meth:`invalidate` drops the
-caches after a rebalance changes which partitions, and so which state, are local.
+One :class:`AreaCore` per partition of ``incidents`` (and ``area-events``) handles one
+event at a time and returns the records to publish. State lives in one
+``MutableMapping`` store, restored from the partition's changelog (``area-state``) when
+the partition is assigned: ``incident/<id>`` (the dispatch) and ``unit/<id>`` (the merged
+unit status). Availability (zone commitments, unavailable units, offline radios, observer
+fixes) and the deadline index are derived from the store and cached.
 
 Dispatch logic stays in :mod:`engine.rules`; this module only feeds it and records what
-it said. State writes are held back (:meth:`AreaCore.apply_writes`) until the adapter
-has published the outputs, so a crash in between re-runs the (deterministic) decision
-and re-publishes identical records with the same idempotency keys, instead of leaving
-state that says "decided" for a call-out that never left.
+it said. State writes are held back (:meth:`AreaCore.pending_writes`) so that the
+adapter commits them to the changelog in the same Kafka transaction as the outputs, and
+only then makes them visible (:meth:`AreaCore.apply_writes`); an aborted transaction
+drops them (:meth:`AreaCore.discard_writes`) and the batch is handled again.
+
+Nothing an event carries may stop the area: an exception while handling one event (a
+bug in the rules, say) is caught here; the event's state changes are rolled back, it is
+dead-lettered (``engine_error``) and, for an incident, the command centre is told to
+dispatch it by hand.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from engine.models import (
     UnitStatus,
 )
 from engine.rules.availability import Availability, Commitment, Fix, ObserverFixes
-from engine.rules.callouts import callouts_for, paged_before
+from engine.rules.callouts import callouts_for, manual_dispatch, paged_before
 from engine.rules.decide import decide
 from engine.rules.followup import (
     AWAITING_QUORUM,
@@ -59,7 +60,6 @@ _OPEN_VALUES = frozenset(s.value for s in OPEN)
 _AWAITING_VALUES = frozenset(s.value for s in AWAITING_QUORUM)
 
 _PREFIX = {"dispatches": "incident/", "statuses": "unit/"}
-_POSITION = "offset/"
 
 ENDED_KEEP = timedelta(hours=24)
 """How long an ended incident stays in the state table (late replies are still
@@ -112,12 +112,13 @@ class AreaCore:
     ) -> None:
         self.worlds = worlds
         self.plan = plan
-        # incident/<id> -> Dispatch, unit/<id> -> UnitStatus (JSON-ready dicts),
-        # offset/<topic>/<partition> -> next offset to handle
+        # incident/<id> -> Dispatch, unit/<id> -> UnitStatus (JSON-ready dicts)
         self.store = store
-        # Writes wait here until the adapter has published the outputs they record and
-        # calls apply_writes(): a table's changelog must never get ahead of the records.
+        # Writes wait here until the adapter has committed them with the outputs they
+        # record, in one transaction, and calls apply_writes().
         self._pending: dict[tuple[str, str], Any] = {}
+        # incident id -> (kind, when): the next deadline tick or prune of each incident
+        self._due: dict[str, tuple[str, datetime]] = {}
         self._built = False
         self._commitments: dict[str, dict[str, Commitment]] = {}
         self._unavailable: set[str] = set()
@@ -142,37 +143,76 @@ class AreaCore:
         return self.store.get(_PREFIX[table] + key)
 
     def entries(self, table: str) -> list[tuple[str, Any]]:
-        """(key, value) of one kind of state held locally, without its prefix."""
+        """(key, value) of one kind of state held locally, without its prefix, writes
+        not yet committed included."""
         prefix = _PREFIX[table]
         n = len(prefix)
-        return [(k[n:], v) for k, v in list(self.store.items()) if k.startswith(prefix)]
-
-    # --- input positions ------------------------------------------------------------
-    def position(self, topic: str, partition: int) -> int | None:
-        """The next offset of an input partition not yet handled (None: nothing yet)."""
-        value = self.store.get(f"{_POSITION}{topic}/{partition}")
-        return None if value is None else int(value)
-
-    def record_position(self, topic: str, partition: int, next_offset: int) -> None:
-        """Record an input record as handled. Call it after :meth:`apply_writes`."""
-        self.store[f"{_POSITION}{topic}/{partition}"] = next_offset
+        merged = {k[n:]: v for k, v in self.store.items() if k.startswith(prefix)}
+        for (t, key), value in self._pending.items():
+            if t != table:
+                continue
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return list(merged.items())
 
     def _load_dispatch(self, incident_id: str) -> Dispatch | None:
         raw = self._read("dispatches", incident_id)
         return None if raw is None else Dispatch.model_validate(raw)
 
     def _store(self, dispatch: Dispatch) -> None:
-        self._pending[("dispatches", dispatch.incident.id)] = dispatch.model_dump(mode="json")
+        raw = dispatch.model_dump(mode="json")
+        self._pending[("dispatches", dispatch.incident.id)] = raw
+        self._index_due(dispatch.incident.id, raw)
+
+    def pending_writes(self) -> list[tuple[str, Any]]:
+        """(store key, JSON-ready value or None for a deletion) of the events handled
+        since the last apply or discard: the changelog records of the transaction."""
+        return [(_PREFIX[table] + key, value) for (table, key), value in self._pending.items()]
 
     def apply_writes(self) -> None:
-        """Write the state changes of the events handled since the last call. Call it
-        only after their outputs were acknowledged by Kafka."""
+        """Make the state changes of the events handled since the last call visible.
+        Call it only once they were committed (with their outputs) to Kafka."""
         for (table, key), value in self._pending.items():
             if value is None:
                 self.store.pop(_PREFIX[table] + key, None)
             else:
                 self.store[_PREFIX[table] + key] = value
         self._pending.clear()
+
+    def discard_writes(self) -> None:
+        """Forget the state changes not committed (their transaction was aborted), and
+        the availability derived with them."""
+        self._pending.clear()
+        self.invalidate()
+
+    def _guard(
+        self, event: str, original: bytes, incident: Incident | None, handle: Any
+    ) -> Effects:
+        """``handle()``; if it raises, the event's state changes are rolled back and the
+        event is dead-lettered, an incident also sent to the command centre by hand."""
+        before = dict(self._pending)
+        try:
+            fx: Effects = handle()
+            return fx
+        except Exception as exc:
+            log.exception("handling %s failed; rolled back, dead-lettered", event)
+            self._pending = before
+            self.invalidate()
+            fx = Effects(incident=incident)
+            if incident is not None:
+                for c in manual_dispatch(incident, self.plan):
+                    fx.publish("callouts", c.radio_id, _with_area(c, incident.area or ""))
+            letter = DeadLetter.for_bytes(
+                original,
+                topic="incidents" if event == "incident" else "area-events",
+                error=f"{type(exc).__name__}: {exc}",
+                reason="engine_error",
+            )
+            fx.dead_letter(incident.area or "" if incident else "", letter)
+            fx.notes.append("engine_error")
+            return fx
 
     def availability(self, area: str) -> Availability:
         if not self._built:
@@ -197,7 +237,9 @@ class AreaCore:
         self._fixes = ObserverFixes(fixes)
         self._frozen = None
         self._commitments = {}
-        for _, raw in self.entries("dispatches"):
+        self._due = {}
+        for incident_id, raw in self.entries("dispatches"):
+            self._index_due(incident_id, raw)
             if raw.get("status") not in _OPEN_VALUES:
                 continue
             d = Dispatch.model_validate(raw)
@@ -217,6 +259,19 @@ class AreaCore:
                 into.discard(unit_id)
         if status.location is not None and self._is_observer(unit_id):
             fixes[unit_id] = Fix(status.location.lat, status.location.lon, status.at)
+
+    def _index_due(self, incident_id: str, raw: dict[str, Any]) -> None:
+        """Where the incident is due next: its stage's ack deadline while it awaits a
+        quorum, its prune a day after it ended, or nowhere."""
+        status = raw.get("status")
+        if status in _AWAITING_VALUES and raw.get("decisions"):
+            deadline = datetime.fromisoformat(raw["decisions"][-1]["ack_deadline"])
+            self._due[incident_id] = ("tick", deadline)
+        elif status not in _OPEN_VALUES:
+            ended = datetime.fromisoformat(raw["updated_at"])
+            self._due[incident_id] = ("prune", ended + ENDED_KEEP)
+        else:
+            self._due.pop(incident_id, None)
 
     def _is_observer(self, unit_id: str) -> bool:
         return any(unit_id in w.registry.observers for w in self.worlds.values())
@@ -238,8 +293,15 @@ class AreaCore:
 
     # --- incidents ----------------------------------------------------------------
     def on_incident(self, incident: Incident, now: datetime) -> Effects:
-        """Decide a new incident (stage 0). ``now`` is event time: the later of the
-        incident's raised_at and its record's timestamp, so a replay decides the same."""
+        """Decide a new incident (stage 0) at ``now`` (the worker's clock)."""
+        return self._guard(
+            "incident",
+            incident.to_json_bytes(),
+            incident,
+            lambda: self._on_incident(incident, now),
+        )
+
+    def _on_incident(self, incident: Incident, now: datetime) -> Effects:
         fx = Effects(incident=incident)
         area = incident.area or ""
         world = self.worlds.get(area)
@@ -252,11 +314,21 @@ class AreaCore:
             )
             fx.dead_letter(area, letter)
             return fx
-        if self._read("dispatches", incident.id) is not None:
-            fx.notes.append("duplicate")
-            log.info(
-                "duplicate incident %s ignored", incident.id, extra={"incident_id": incident.id}
-            )
+        known = self._read("dispatches", incident.id)
+        if known is not None:
+            if _same_incident(known["incident"], incident):
+                fx.notes.append("duplicate")
+                log.info(
+                    "duplicate incident %s ignored", incident.id, extra={"incident_id": incident.id}
+                )
+            else:
+                letter = DeadLetter.for_bytes(
+                    incident.to_json_bytes(),
+                    topic="incidents",
+                    error=f"incident id {incident.id} is already used by another incident",
+                    reason="duplicate_id",
+                )
+                fx.dead_letter(area, letter)
             return fx
         availability = self.availability(area)
         decision = decide(incident, world, availability, self.plan, now)
@@ -274,25 +346,32 @@ class AreaCore:
             decision.response,
             extra={"incident_id": incident.id},
         )
-        fx.latencies.append(("raise_to_decision", (now - incident.raised_at).total_seconds()))
+        fx.latencies.append(
+            ("raise_to_decision", max(0.0, (now - incident.raised_at).total_seconds()))
+        )
         self._store(dispatch)
         self._commit(dispatch, [z.id for z in decision.zones])
         return fx
 
     # --- area events --------------------------------------------------------------
-    def on_event(self, event: AreaEvent) -> Effects:
+    def on_event(self, event: AreaEvent, now: datetime) -> Effects:
+        """Apply one area event at ``now`` (the worker's clock; acks and unit statuses
+        keep their own time, for the latency figures)."""
         if event.kind == "incident" and event.incident is not None:
-            return self.on_incident(event.incident, max(event.at, event.incident.raised_at))
+            return self.on_incident(event.incident, now)
+        return self._guard("area event", event.to_bytes(), None, lambda: self._on_event(event, now))
+
+    def _on_event(self, event: AreaEvent, now: datetime) -> Effects:
         if event.kind == "ack" and event.ack is not None:
             return self._on_ack(event.ack)
         if event.kind == "status" and event.status is not None:
             return self._on_status(event.status)
         if event.kind == "tick" and event.incident_id:
-            return self._on_tick(event.incident_id, event.at)
+            return self._on_tick(event.incident_id, now)
         if event.kind in ("cancel", "close") and event.incident_id:
-            return self._on_end(event)
+            return self._on_end(event, now)
         if event.kind == "prune" and event.incident_id:
-            return self._on_prune(event.incident_id, event.at)
+            return self._on_prune(event.incident_id, now)
         fx = Effects()
         fx.notes.append("ignored_event")
         return fx
@@ -356,6 +435,7 @@ class AreaCore:
         availability = self.availability(dispatch.incident.area)
         outcome = on_timeout(dispatch, world, availability, self.plan, at)
         if outcome.effect == "stale":
+            self._due.pop(incident_id, None)  # asked again only when its state changes
             return fx
         updated = outcome.dispatch
         if outcome.decision is not None:
@@ -373,7 +453,7 @@ class AreaCore:
         self._store(updated)
         return fx
 
-    def _on_end(self, event: AreaEvent) -> Effects:
+    def _on_end(self, event: AreaEvent, now: datetime) -> Effects:
         fx = Effects()
         assert event.incident_id is not None
         dispatch = self._load_dispatch(event.incident_id)
@@ -384,7 +464,7 @@ class AreaCore:
         world = self.worlds[dispatch.incident.area]
         end = on_cancel if event.kind == "cancel" else on_close
         outcome = end(
-            dispatch, world, self.plan, event.at, event.who or "operator", event.why or event.kind
+            dispatch, world, self.plan, now, event.who or "operator", event.why or event.kind
         )
         if outcome.dispatch is dispatch:
             return fx  # already ended
@@ -405,27 +485,22 @@ class AreaCore:
             and at - dispatch.updated_at >= ENDED_KEEP
         ):
             self._pending[("dispatches", incident_id)] = None
+            self._due.pop(incident_id, None)
             fx.notes.append("pruned")
         return fx
 
     # --- for the timer ------------------------------------------------------------
     def due(self, now: datetime) -> list[tuple[str, str, str]]:
         """(kind, area, incident id) of local incidents whose deadline passed or that
-        ended long enough ago to prune. Reads the stored JSON without validating whole
-        dispatches: the timer runs every second over every local incident."""
+        ended long enough ago to prune, from the deadline index (no scan of the store)."""
+        if not self._built:
+            self._rebuild()
         out = []
-        for incident_id, raw in self.entries("dispatches"):
-            status = raw.get("status")
-            area = str(raw["incident"].get("area") or "")
-            if status in _AWAITING_VALUES and raw.get("decisions"):
-                deadline = datetime.fromisoformat(raw["decisions"][-1]["ack_deadline"])
-                if deadline <= now:
-                    out.append(("tick", area, incident_id))
-            elif (
-                status not in _OPEN_VALUES
-                and now - datetime.fromisoformat(raw["updated_at"]) >= ENDED_KEEP
-            ):
-                out.append(("prune", area, incident_id))
+        for incident_id, (kind, when) in self._due.items():
+            if when <= now:
+                raw = self._read("dispatches", incident_id)
+                if raw is not None:
+                    out.append((kind, str(raw["incident"].get("area") or ""), incident_id))
         return out
 
     def open_counts(self) -> dict[str, int]:
@@ -439,6 +514,13 @@ class AreaCore:
 def _with_area(callout: CallOut, area: str) -> CallOut:
     """Call-outs carry the area so the gateway can route replies back to its owner."""
     return callout.model_copy(update={"area": area})
+
+
+def _same_incident(stored: dict[str, Any], incident: Incident) -> bool:
+    """The same incident sent again (the substance agrees; times and extras may not)."""
+    fields = ("type", "priority", "location", "area", "address", "description")
+    again = incident.model_dump(mode="json", include=set(fields))
+    return all(stored.get(f) == again.get(f) for f in fields)
 
 
 def _had_reply(dispatch: Dispatch) -> bool:

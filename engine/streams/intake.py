@@ -1,17 +1,21 @@
 """Parsing records off the wire: a valid model, or a DeadLetter saying why not.
 
-Pure: bytes in, a value out. An incident without ``id`` or ``raised_at`` gets them
-derived from its place in the log (topic, partition, offset, record timestamp), so that
-re-reading the same record after a crash gives the same incident, not a new one.
+Pure: bytes in, a value out, and no exception ever escapes (a record that makes the
+parser raise anything is a dead letter naming the exception type): whatever a producer
+writes, the worker goes on. An incident without ``id`` or ``raised_at`` gets them derived
+from its place in the log (topic, partition, offset, record timestamp), so that reading
+the same record again after a crash gives the same incident, not a new one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import reprlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,6 +25,11 @@ from engine.rules.intake import OutOfArea, with_area
 M = TypeVar("M", bound=BaseModel)
 
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+MAX_VALUE_BYTES = 256 * 1024
+"""A record value above this is not parsed: it is dead-lettered (truncated)."""
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the worker's clock a producer's timestamp may be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +44,11 @@ class Origin:
     def timestamp(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
 
-    def dead_letter(self, value: bytes | None, error: str, reason: str) -> DeadLetter:
-        import base64
+    @property
+    def key_text(self) -> str:
+        return (self.key or b"").decode("utf-8", "replace")
 
+    def dead_letter(self, value: bytes | None, error: str, reason: str) -> DeadLetter:
         return DeadLetter.for_bytes(
             value,
             topic=self.topic,
@@ -59,28 +70,54 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return "invalid", message
 
 
-def parse(model: type[M], value: bytes | None, origin: Origin) -> M | DeadLetter:
-    """A model from a record value, or the DeadLetter to publish instead."""
+def _json_object(value: bytes | None, origin: Origin) -> dict[str, Any] | DeadLetter:
+    """The value as a JSON object of a known schema version, or why not."""
     if value is None:
         return origin.dead_letter(value, "empty value (tombstone) on a data topic", "invalid")
+    if len(value) > MAX_VALUE_BYTES:
+        return origin.dead_letter(
+            value, f"value of {len(value)} bytes; at most {MAX_VALUE_BYTES}", "too_large"
+        )
     try:
         raw = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return origin.dead_letter(value, f"not JSON: {exc}", "not_json")
+    except RecursionError:
+        return origin.dead_letter(value, "JSON nested too deeply", "invalid")
     if not isinstance(raw, dict):
         return origin.dead_letter(value, "not a JSON object", "invalid")
     version = raw.get("schema_version", 1)
-    if version not in SUPPORTED_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         return origin.dead_letter(
             value,
-            f"schema_version {version!r}: this engine reads {sorted(SUPPORTED_VERSIONS)}",
+            f"schema_version {reprlib.repr(version)}: this engine reads {sorted(SUPPORTED_VERSIONS)}",
             "unsupported_version",
         )
+    return raw
+
+
+def _guarded(origin: Origin, value: bytes | None, build: Any) -> Any:
+    """``build()``, or a dead letter naming the exception it raised."""
     try:
-        return model.model_validate(raw)
+        return build()
     except ValidationError as exc:
         reason, message = _first_error(exc)
         return origin.dead_letter(value, message, reason)
+    except RecursionError:
+        return origin.dead_letter(value, "value nested too deeply", "invalid")
+    except OutOfArea as exc:
+        return origin.dead_letter(value, str(exc), "out_of_area")
+    except Exception as exc:  # anything else a hostile value provokes: never a crash
+        return origin.dead_letter(value, f"{type(exc).__name__}: {exc}", "invalid")
+
+
+def parse(model: type[M], value: bytes | None, origin: Origin) -> M | DeadLetter:
+    """A model from a record value, or the DeadLetter to publish instead."""
+    raw = _json_object(value, origin)
+    if isinstance(raw, DeadLetter):
+        return raw
+    result: M | DeadLetter = _guarded(origin, value, lambda: model.model_validate(raw))
+    return result
 
 
 def derived_id(origin: Origin) -> str:
@@ -90,23 +127,34 @@ def derived_id(origin: Origin) -> str:
     return f"INC-{origin.timestamp:%Y%m%d}-{tail}"
 
 
-def parse_incident(value: bytes | None, origin: Origin) -> Incident | DeadLetter:
+def parse_incident(
+    value: bytes | None, origin: Origin, now: datetime | None = None
+) -> Incident | DeadLetter:
     """A valid incident with its area, or why not (not JSON, wrong schema, unknown enum,
-    unsupported version, out of area). Dead letters keep the original bytes."""
-    original = value
-    if value is not None:
-        try:
-            raw = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raw = None
-        if isinstance(raw, dict):
-            raw.setdefault("id", derived_id(origin))
-            raw.setdefault("raised_at", origin.timestamp.isoformat())
-            value = json.dumps(raw).encode("utf-8")
-    parsed = parse(Incident, value, origin)
-    if isinstance(parsed, DeadLetter):
-        return origin.dead_letter(original, parsed.error, parsed.reason)
-    try:
-        return with_area(parsed)
-    except OutOfArea as exc:
-        return origin.dead_letter(original, str(exc), "out_of_area")
+    unsupported version, out of area, raised more than :data:`MAX_CLOCK_SKEW` after
+    ``now``). Dead letters keep the original bytes."""
+    raw = _json_object(value, origin)
+    if isinstance(raw, DeadLetter):
+        return raw
+
+    def build() -> Incident:
+        raw.setdefault("id", derived_id(origin))
+        raw.setdefault("raised_at", origin.timestamp.isoformat())
+        return with_area(Incident.model_validate(raw))
+
+    parsed: Incident | DeadLetter = _guarded(origin, value, build)
+    if isinstance(parsed, Incident) and now is not None:
+        skew = ahead_of(parsed.raised_at, now)
+        if skew is not None:
+            return origin.dead_letter(value, f"raised_at {skew}", "clock_skew")
+    return parsed
+
+
+def ahead_of(at: datetime, now: datetime) -> str | None:
+    """Why ``at`` is refused as too far in the future of ``now``, or None."""
+    if at - now > MAX_CLOCK_SKEW:
+        return (
+            f"{at.isoformat()} is {(at - now).total_seconds():.0f} s ahead of the worker's "
+            f"clock; at most {MAX_CLOCK_SKEW.total_seconds():.0f} s"
+        )
+    return None

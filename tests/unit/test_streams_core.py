@@ -74,16 +74,13 @@ def test_deadline_tick_escalates_and_unknown_ack_is_dead_lettered(core: AreaCore
     assert core.due(T0 + timedelta(seconds=44)) == []
     due = core.due(T0 + timedelta(seconds=45))
     assert due == [("tick", "tangxia", _fire().id)]
-    fx = core.on_event(
-        AreaEvent(
-            kind="tick", at=T0 + timedelta(seconds=45), area="tangxia", incident_id=_fire().id
-        )
-    )
+    at = T0 + timedelta(seconds=45)
+    fx = core.on_event(AreaEvent(kind="tick", at=at, area="tangxia", incident_id=_fire().id), at)
     assert "escalated" in fx.notes
     decision = next(json.loads(o.value) for o in fx.out if o.topic == "decisions")
     assert decision["stage"] == 1
     ack = Ack(incident_id="INC-UNKNOWN", radio_id="R001", kind="accept", at=T0)  # type: ignore[arg-type]
-    fx = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=ack))
+    fx = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=ack), T0)
     [letter] = [json.loads(o.value) for o in fx.out]
     assert letter["reason"] == "unknown_incident"
 
@@ -98,7 +95,8 @@ def test_unavailable_unit_and_offline_radio_reach_the_rules(core: AreaCore) -> N
             at=T0,
             area="tangxia",
             status=UnitStatus(unit_id=zone, available=False, at=T0),
-        )
+        ),
+        T0,
     )  # type: ignore[arg-type]
     fresh.apply_writes()
     fx = fresh.on_incident(_fire(2), T0)
@@ -109,14 +107,15 @@ def test_unavailable_unit_and_offline_radio_reach_the_rules(core: AreaCore) -> N
 def test_closed_incident_is_pruned_after_a_day(core: AreaCore) -> None:
     core.on_incident(_fire(), T0)
     core.apply_writes()
-    core.on_event(AreaEvent(kind="close", at=T0 + timedelta(minutes=5), area="tangxia",
-                            incident_id=_fire().id, who="op"))  # fmt: skip
+    closed = T0 + timedelta(minutes=5)
+    core.on_event(AreaEvent(kind="close", at=closed, area="tangxia",
+                            incident_id=_fire().id, who="op"), closed)  # fmt: skip
     core.apply_writes()
     assert core.due(T0 + timedelta(hours=1)) == []
     later = T0 + timedelta(hours=25)
     assert core.due(later) == [("prune", "tangxia", _fire().id)]
     assert core.on_event(
-        AreaEvent(kind="prune", at=later, area="tangxia", incident_id=_fire().id)
+        AreaEvent(kind="prune", at=later, area="tangxia", incident_id=_fire().id), later
     ).notes == ["pruned"]
     core.apply_writes()
     assert core.store == {}
@@ -168,13 +167,66 @@ def test_missing_id_and_time_come_from_the_log_position() -> None:
     assert other.id != a.id
 
 
-def test_positions_share_the_store_without_disturbing_incidents(core: AreaCore) -> None:
-    assert core.position("engine-incidents", 3) is None
-    core.on_incident(_fire(), T0)
+def test_pending_writes_are_the_changelog_and_an_abort_forgets_them(core: AreaCore) -> None:
+    core.on_incident(_fire(1), T0)
+    [(key, value)] = core.pending_writes()
+    assert key == f"incident/{_fire(1).id}" and value["status"] == "dispatched"
+    core.discard_writes()  # the transaction was aborted
+    assert core.pending_writes() == [] and core.store == {}
+    again = core.on_incident(_fire(1), T0)  # handled again: decided again, not a duplicate
+    assert "decided" in again.notes
     core.apply_writes()
-    core.record_position("engine-incidents", 3, 43)
-    assert core.position("engine-incidents", 3) == 43
-    assert core.position("engine-incidents", 2) is None
-    # the timer and the counts read incidents only, never the recorded offsets
     assert core.open_counts() == {"dispatched": 1}
-    assert [key for key, _ in core.entries("dispatches")] == [_fire().id]
+    assert [key for key, _ in core.entries("dispatches")] == [_fire(1).id]
+
+
+def test_a_reused_id_with_other_content_is_dead_lettered(core: AreaCore) -> None:
+    core.on_incident(_fire(), T0)
+    other = Incident.model_validate({**_fire().model_dump(), "type": "medical"})
+    fx = core.on_incident(other, T0)
+    [letter] = [json.loads(o.value) for o in fx.out]
+    assert letter["reason"] == "duplicate_id"
+    resent = _fire().model_copy(update={"raised_at": T0 + timedelta(seconds=3)})
+    assert core.on_incident(resent, T0).notes == ["duplicate"]
+
+
+def test_acks_are_kept_once_per_radio_and_kind(core: AreaCore) -> None:
+    fx = core.on_incident(_fire(), T0)
+    radio = next(json.loads(o.value)["radio_id"] for o in fx.out if o.topic == "callouts")
+    core.apply_writes()
+    ack = Ack(incident_id=_fire().id, radio_id=radio, kind="accept", at=T0)  # type: ignore[arg-type]
+    first = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=ack), T0)
+    assert [o.topic for o in first.out] == ["incident-state"]
+    core.apply_writes()
+    size = len(json.dumps(core.store[f"incident/{_fire().id}"]))
+    for n in range(200):  # a flood of the same reply: counted, not stored
+        again = ack.model_copy(update={"at": T0 + timedelta(seconds=n)})
+        fx = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=again), T0)
+        assert fx.out == [] and fx.notes == ["ack_ignored"]
+    assert core.pending_writes() == []
+    assert len(json.dumps(core.store[f"incident/{_fire().id}"])) == size
+
+
+def test_a_fault_in_the_rules_goes_to_people_and_the_area_goes_on(
+    core: AreaCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.streams.core as core_module
+
+    real = core_module.decide
+
+    def broken(incident: Incident, *args: Any) -> Any:
+        if incident.id == _fire(1).id:
+            raise ZeroDivisionError("a bug")
+        return real(incident, *args)
+
+    monkeypatch.setattr(core_module, "decide", broken)
+    fx = core.on_incident(_fire(1), T0)
+    records = [(o.topic, json.loads(o.value)) for o in fx.out]
+    callouts = [v for t, v in records if t == "callouts"]
+    assert callouts and all(c["manual_dispatch"] for c in callouts)
+    assert {c["kind"] for c in callouts} == {"command_centre"}
+    assert "人工派警" in callouts[0]["text"]
+    [letter] = [v for t, v in records if t == "deadletter"]
+    assert letter["reason"] == "engine_error" and "ZeroDivisionError" in letter["error"]
+    assert core.pending_writes() == []  # nothing of the failed incident is kept
+    assert "decided" in core.on_incident(_fire(2), T0).notes  # the next is decided
