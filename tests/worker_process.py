@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
 from engine.kafka.tail import tail
+from engine.models import Incident
+from engine.rules.intake import with_area
 
 READY = "worker ready"  # logged once partitions are assigned and their state restored
 
@@ -124,3 +127,57 @@ def read_until(
         return records
 
     return asyncio.run(run())
+
+
+SHORT_PLAN = """\
+name: short-timeouts-for-tests
+responses:
+  - name: everything
+    types: [fire, medical, fight, theft, traffic, missing_person, suspicious, fraud,
+            flood, school_gate, other]
+    stages:
+      - {key_zones: 1, linked_units: 10, max_distance_m: 3000, ack_timeout_s: TIMEOUT,
+         quorum: {zone_team: true, linked_units: 2}}
+      - {key_zones: 1, linked_units: 10, max_distance_m: 5000, frontage: false,
+         ack_timeout_s: TIMEOUT, quorum: {zone_team: true, linked_units: 2}}
+      - {key_zones: 0, frontage: false, command_centre: true, ack_timeout_s: TIMEOUT,
+         quorum: {zone_team: true, linked_units: 2}}
+"""
+
+
+def write_plan(tmp_path: Path, timeout_s: float) -> Path:
+    path = tmp_path / "plan.yaml"
+    path.write_text(SHORT_PLAN.replace("TIMEOUT", str(timeout_s)), encoding="utf-8")
+    return path
+
+
+def make_incident(n: int, lat: float = 22.8031, lon: float = 114.0842, **kw: Any) -> Incident:
+    return with_area(
+        Incident.model_validate(
+            {
+                "id": f"INC-T-{n:05d}",
+                "type": kw.pop("type", "fire"),
+                "priority": kw.pop("priority", "P1"),
+                "location": {"lat": lat, "lon": lon},
+                "raised_at": kw.pop("raised_at", datetime.now(UTC)).isoformat(),
+                **kw,
+            }
+        )
+    )
+
+
+def spread_incidents(n: int, start: int) -> list[Incident]:
+    """Incidents spread over the town (a grid of points inside the outline)."""
+    from engine.geo.areas import TANGXIA
+
+    min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
+    out: list[Incident] = []
+    i = 0
+    while len(out) < n:
+        lat = min_lat + (max_lat - min_lat) * ((i * 37) % 97) / 97
+        lon = min_lon + (max_lon - min_lon) * ((i * 61) % 89) / 89
+        i += 1
+        if TANGXIA.contains(lat, lon):
+            kind = ("fire", "theft", "fight", "medical", "other")[len(out) % 5]
+            out.append(make_incident(start + len(out), lat=lat, lon=lon, type=kind, priority="P2"))
+    return out

@@ -64,7 +64,7 @@ def _forward(event: AreaEvent, note: str) -> Effects:
     return fx
 
 
-@dataclass
+@dataclass(eq=False)
 class Task:
     """What every task has: its input partitions and its transactional producer."""
 
@@ -115,7 +115,7 @@ class Task:
         """The last checkpoint was not committed."""
 
 
-@dataclass
+@dataclass(eq=False)
 class AreaTask(Task):
     partition: int = 0
     core: AreaCore | None = None
@@ -193,7 +193,7 @@ class AreaTask(Task):
             self.core.discard_writes()
 
 
-@dataclass
+@dataclass(eq=False)
 class RouteTask(Task):
     worlds: dict[str, World] = field(default_factory=dict)
 

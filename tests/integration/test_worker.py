@@ -11,53 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import AIOKafkaProducer
 
 from engine.config import Settings
 from engine.kafka.produce import produce_incidents
 from engine.models import Ack, Incident
-from engine.rules.intake import with_area
-from engine.streams.events import AreaEvent
-from tests.worker_process import WorkerProcess, read_until, running_worker
+from tests.worker_process import (
+    READY,
+    SHORT_PLAN,
+    WorkerProcess,
+    make_incident,
+    read_until,
+    running_worker,
+    write_plan,
+)
 
 pytestmark = pytest.mark.integration
-
-SHORT_PLAN = """\
-name: short-timeouts-for-tests
-responses:
-  - name: everything
-    types: [fire, medical, fight, theft, traffic, missing_person, suspicious, fraud,
-            flood, school_gate, other]
-    stages:
-      - {key_zones: 1, linked_units: 10, max_distance_m: 3000, ack_timeout_s: TIMEOUT,
-         quorum: {zone_team: true, linked_units: 2}}
-      - {key_zones: 1, linked_units: 10, max_distance_m: 5000, frontage: false,
-         ack_timeout_s: TIMEOUT, quorum: {zone_team: true, linked_units: 2}}
-      - {key_zones: 0, frontage: false, command_centre: true, ack_timeout_s: TIMEOUT,
-         quorum: {zone_team: true, linked_units: 2}}
-"""
-
-
-def _plan(tmp_path: Path, timeout_s: float) -> Path:
-    path = tmp_path / "plan.yaml"
-    path.write_text(SHORT_PLAN.replace("TIMEOUT", str(timeout_s)), encoding="utf-8")
-    return path
-
-
-def _incident(n: int, lat: float = 22.8031, lon: float = 114.0842, **kw: Any) -> Incident:
-    return with_area(
-        Incident.model_validate(
-            {
-                "id": f"INC-T-{n:05d}",
-                "type": kw.pop("type", "fire"),
-                "priority": kw.pop("priority", "P1"),
-                "location": {"lat": lat, "lon": lon},
-                "raised_at": kw.pop("raised_at", datetime.now(UTC)).isoformat(),
-                **kw,
-            }
-        )
-    )
 
 
 async def _produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes]]) -> None:
@@ -79,7 +48,7 @@ def test_raised_incident_yields_decision_callouts_and_state(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     with running_worker(kafka_settings, tmp_path / "worker.log"):
-        incident = _incident(1)
+        incident = make_incident(1)
         asyncio.run(produce_incidents(kafka_settings, [incident]))
         [decision] = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 1))
         assert decision["incident_id"] == incident.id
@@ -99,7 +68,7 @@ def test_raised_incident_yields_decision_callouts_and_state(
 def test_bad_records_go_to_deadletter_and_the_next_is_still_decided(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    good = _incident(2)
+    good = make_incident(2)
     bad = [
         (b"tangxia", b"\xff\xfe not json"),
         (b"tangxia", b'{"type": "fire", "priority": "P1"}'),  # wrong schema: no location
@@ -138,10 +107,10 @@ def test_bad_records_go_to_deadletter_and_the_next_is_still_decided(
 def test_duplicate_incident_id_yields_one_decision(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    incident = _incident(3)
+    incident = make_incident(3)
     with running_worker(kafka_settings, tmp_path / "worker.log"):
         asyncio.run(produce_incidents(kafka_settings, [incident, incident]))
-        marker = _incident(4, lat=22.78, lon=114.10)
+        marker = make_incident(4, lat=22.78, lon=114.10)
         asyncio.run(produce_incidents(kafka_settings, [incident, marker]))
         decisions = _values(read_until(kafka_settings, "decisions", lambda r: any(
             d["value"]["incident_id"] == marker.id for d in r)))  # fmt: skip
@@ -166,8 +135,8 @@ def test_plain_producer_unkeyed_record_is_forwarded_and_decided(
 
 
 def test_acks_reaching_quorum_move_the_state(kafka_settings: Settings, tmp_path: Path) -> None:
-    incident = _incident(5)
-    with running_worker(kafka_settings, tmp_path / "worker.log", plan=_plan(tmp_path, 300)):
+    incident = make_incident(5)
+    with running_worker(kafka_settings, tmp_path / "worker.log", plan=write_plan(tmp_path, 300)):
         asyncio.run(produce_incidents(kafka_settings, [incident]))
         [decision] = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 1))
         zone = decision["recipients"][0]
@@ -210,8 +179,8 @@ async def _produce_acks(settings: Settings, acks: list[Ack]) -> None:
 def test_missed_deadline_escalates_to_the_next_zone(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    incident = _incident(6)
-    with running_worker(kafka_settings, tmp_path / "worker.log", plan=_plan(tmp_path, 2)):
+    incident = make_incident(6)
+    with running_worker(kafka_settings, tmp_path / "worker.log", plan=write_plan(tmp_path, 2)):
         asyncio.run(produce_incidents(kafka_settings, [incident]))
         decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 3))
         states = _values(read_until(kafka_settings, "incident-state", lambda r: any(
@@ -227,8 +196,8 @@ def test_missed_deadline_escalates_to_the_next_zone(
 def test_pending_escalation_survives_a_worker_restart(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    incident = _incident(7)
-    plan = _plan(tmp_path, 6)
+    incident = make_incident(7)
+    plan = write_plan(tmp_path, 6)
     log = tmp_path / "worker.log"
     worker = WorkerProcess(kafka_settings, log, plan=plan)
     worker.start()
@@ -248,19 +217,19 @@ def test_pending_escalation_survives_a_worker_restart(
 def test_plan_reload_is_validated_and_a_bad_one_keeps_the_old(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    plan = _plan(tmp_path, 300)
+    plan = write_plan(tmp_path, 300)
     with running_worker(kafka_settings, tmp_path / "worker.log", plan=plan) as worker:
-        asyncio.run(produce_incidents(kafka_settings, [_incident(8)]))
+        asyncio.run(produce_incidents(kafka_settings, [make_incident(8)]))
         [first] = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 1))
         plan.write_text("name: broken\nresponses: [{name: x, types: [arson]}]\n", "utf-8")
         _wait_for_log(worker, "plan reload refused")
-        asyncio.run(produce_incidents(kafka_settings, [_incident(9, lat=22.78, lon=114.10)]))
+        asyncio.run(produce_incidents(kafka_settings, [make_incident(9, lat=22.78, lon=114.10)]))
         by_id = {d["incident_id"]: d for d in _values(
             read_until(kafka_settings, "decisions", lambda r: len(r) >= 2))}  # fmt: skip
         assert by_id["INC-T-00009"]["plan_version"] == first["plan_version"]
         plan.write_text(SHORT_PLAN.replace("TIMEOUT", "200"), encoding="utf-8")
         _wait_for_log(worker, "plan reloaded")
-        asyncio.run(produce_incidents(kafka_settings, [_incident(10, lat=22.76, lon=114.11)]))
+        asyncio.run(produce_incidents(kafka_settings, [make_incident(10, lat=22.76, lon=114.11)]))
         by_id = {d["incident_id"]: d for d in _values(
             read_until(kafka_settings, "decisions", lambda r: len(r) >= 3))}  # fmt: skip
         assert by_id["INC-T-00010"]["plan_version"] != first["plan_version"]
@@ -276,128 +245,12 @@ def _wait_for_log(worker: WorkerProcess, text: str, timeout: float = 30) -> None
     raise AssertionError(f"{text!r} not in the worker log:\n{worker.tail()}")
 
 
-def _spread_incidents(n: int, start: int) -> list[Incident]:
-    """Incidents spread over the town (a grid of points inside the outline)."""
-    from engine.geo.areas import TANGXIA
-
-    min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
-    out: list[Incident] = []
-    i = 0
-    while len(out) < n:
-        lat = min_lat + (max_lat - min_lat) * ((i * 37) % 97) / 97
-        lon = min_lon + (max_lon - min_lon) * ((i * 61) % 89) / 89
-        i += 1
-        if TANGXIA.contains(lat, lon):
-            kind = ("fire", "theft", "fight", "medical", "other")[len(out) % 5]
-            out.append(_incident(start + len(out), lat=lat, lon=lon, type=kind, priority="P2"))
-    return out
-
-
-def test_sigkill_mid_stream_loses_nothing_and_never_changes_a_callout(
-    kafka_settings: Settings, tmp_path: Path
-) -> None:
-    incidents = _spread_incidents(1200, start=1000)
-    ids = {i.id for i in incidents}
-    log = tmp_path / "worker.log"
-    worker = WorkerProcess(kafka_settings, log, plan=_plan(tmp_path, 600))
-    worker.start()
-
-    def stream() -> None:  # a steady stream, still flowing when the worker dies
-        for i in range(0, len(incidents), 50):
-            asyncio.run(produce_incidents(kafka_settings, incidents[i : i + 50]))
-            time.sleep(0.05)
-
-    import threading
-
-    producer = threading.Thread(target=stream)
-    producer.start()
-    time.sleep(2.0)
-    worker.kill()  # SIGKILL: no shutdown, no last commit
-    producer.join()
-    killed_at = len(read_until(kafka_settings, "decisions", lambda r: True, timeout=5))
-    assert killed_at < len(incidents), "the kill came too late to test anything"
-    with running_worker(kafka_settings, log, plan=_plan(tmp_path, 600)):
-        decisions = read_until(
-            kafka_settings, "decisions",
-            lambda r: {d["value"]["incident_id"] for d in r} >= ids, timeout=180,
-        )  # fmt: skip
-        callouts = read_until(kafka_settings, "callouts", lambda r: True, timeout=10)
-    decided = {d["value"]["incident_id"] for d in decisions}
-    assert decided >= ids, f"not decided: {sorted(ids - decided)[:10]}"
-    # a decision re-made after the crash is the same decision, byte for byte
-    by_stage: dict[tuple[str, int], set[str]] = {}
-    for d in decisions:
-        v = d["value"]
-        by_stage.setdefault((v["incident_id"], v["stage"]), set()).add(
-            json.dumps(v, sort_keys=True)
-        )
-    assert all(len(versions) == 1 for versions in by_stage.values())
-    # no idempotency key was ever issued twice with different content
-    contents: dict[str, set[str]] = {}
-    for c in callouts:
-        contents.setdefault(c["value"]["idempotency_key"], set()).add(
-            json.dumps(c["value"], sort_keys=True)
-        )
-    assert contents and all(len(v) == 1 for v in contents.values())
-    duplicates = sum(1 for d in decisions) - len(by_stage)
-    reread = log.read_text(encoding="utf-8").count("were skipped by the consumer")
-    print(
-        f"\n[kill test] {killed_at} decided before SIGKILL, {duplicates} re-published after, "
-        f"{reread} ranges faust skipped were read again"
-    )
-
-
-def _tangxia_partition(settings: Settings, logical: str) -> TopicPartition:
-    every = list(range(settings.partitions))
-    return TopicPartition(settings.topic(logical), DefaultPartitioner()(b"tangxia", every, every))
-
-
-async def _commit_for_worker(settings: Settings, offset: int, logical: str = "incidents") -> None:
-    """Commit the worker group's offset on the Tangxia partition of a topic, as
-    faust-streaming does when it commits past records its agent never received."""
-    tp = _tangxia_partition(settings, logical)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{settings.topic_prefix}tangxia-engine-worker",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.commit({tp: offset})
-    finally:
-        await consumer.stop()
-
-
-@pytest.mark.parametrize("committed", [4, 10], ids=["past-some", "past-all"])
-def test_records_faust_committed_past_are_still_decided_in_order(
-    kafka_settings: Settings, tmp_path: Path, committed: int
-) -> None:
-    """The consumer group's offset is past records the worker never handled. past-some:
-    the first record faust delivers is past the worker's recorded position, so the
-    worker reads the skipped ones first; past-all: faust delivers nothing, the sweep
-    finds the partition holds records past the position and reads them."""
-    incidents = [_incident(300 + n, raised_at=datetime.now(UTC)) for n in range(10)]
-    asyncio.run(produce_incidents(kafka_settings, incidents))
-    asyncio.run(_commit_for_worker(kafka_settings, committed))
-    log = tmp_path / "worker.log"
-    with running_worker(kafka_settings, log):
-        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 10))
-    # decided once each (`decisions` has two partitions: read back in no set order), and
-    # in the order raised: the first incident got the nearest zone, the others the next
-    by_id = {d["incident_id"]: d for d in decisions}
-    assert len(decisions) == 10 and sorted(by_id) == [i.id for i in incidents]
-    assert by_id[incidents[0].id]["zone"]["id"] == "KZ118"
-    assert len({d["zone"]["id"] for d in decisions}) == 10
-    assert "were skipped by the consumer" in log.read_text(encoding="utf-8")
-
-
 def test_a_second_worker_shares_partitions_and_takes_over_when_one_dies(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     """Two workers, one consumer group, two partitions. SIGKILL one: the survivor is
     reassigned its partition and decides what arrives there."""
-    plan = _plan(tmp_path, 600)
+    plan = write_plan(tmp_path, 600)
     first = WorkerProcess(kafka_settings, tmp_path / "a.log", plan=plan)
     second = WorkerProcess(kafka_settings, tmp_path / "b.log", plan=plan)
     first.start()
@@ -405,12 +258,12 @@ def test_a_second_worker_shares_partitions_and_takes_over_when_one_dies(
     first.wait_ready()  # the rebalance that gave each one partition
     try:
         assignments = [w.log.read_text() for w in (first, second)]
-        assert all("Worker ready" in a for a in assignments)
+        assert all(READY in a for a in assignments)
         first.kill()
         second.wait_ready(timeout=120)  # reassigned after the session times out
         # one incident on each partition of `incidents`: one of them was the dead
         # worker's, so deciding both shows the survivor took it over
-        incidents = [_incident(20), _incident(21, lat=22.78, lon=114.10)]
+        incidents = [make_incident(20), make_incident(21, lat=22.78, lon=114.10)]
         asyncio.run(_produce_to_partitions(kafka_settings, incidents))
         decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 2))
         assert sorted(d["incident_id"] for d in decisions) == [i.id for i in incidents]
@@ -430,36 +283,3 @@ async def _produce_to_partitions(settings: Settings, incidents: list[Incident]) 
             )  # fmt: skip
     finally:
         await producer.stop()
-
-
-def test_area_events_faust_committed_past_are_read_again_sweeps_and_all(
-    kafka_settings: Settings, tmp_path: Path
-) -> None:
-    """The same on the internal `area-events` topic, whose records the worker itself
-    forwards: forwarded incidents with an old sweep among them; the group's offset is
-    on the last record, so the worker reads the five before it again (the sweep read
-    again asks for nothing) and then handles the last."""
-    incidents = [_incident(400 + n) for n in range(5)]
-    records = [AreaEvent(kind="incident", at=i.raised_at, area="tangxia", incident=i)
-               for i in incidents]  # fmt: skip
-    records.insert(2, AreaEvent(kind="sweep", at=incidents[0].raised_at, area=""))
-    tp = _tangxia_partition(kafka_settings, "area-events")
-
-    async def produce() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            for r in records:
-                await producer.send_and_wait(tp.topic, r.to_bytes(), partition=tp.partition)
-        finally:
-            await producer.stop()
-
-    asyncio.run(produce())
-    asyncio.run(_commit_for_worker(kafka_settings, len(records) - 1, "area-events"))
-    log = tmp_path / "worker.log"
-    with running_worker(kafka_settings, log):
-        decisions = _values(read_until(kafka_settings, "decisions", lambda r: len(r) >= 5))
-    by_id = {d["incident_id"]: d for d in decisions}
-    assert len(decisions) == 5 and sorted(by_id) == [i.id for i in incidents]
-    assert by_id[incidents[0].id]["zone"]["id"] == "KZ118"  # handled first
-    assert "offsets 0..4 were skipped by the consumer" in log.read_text(encoding="utf-8")
