@@ -197,8 +197,8 @@ def test_prometheus_scrapes_histograms_and_evaluates_rules(
         lambda: sorted(prometheus.values("up")) == [1.0, 1.0] or None,
     )
     _eventually(
-        "faust's own sensors scraped from the worker",
-        lambda: prometheus.values('faust_messages_received_total{job="worker"}') or None,
+        "the worker's transactions series scraped",
+        lambda: prometheus.values('engine_transactions_total{job="worker"}') or None,
     )
 
     # Raise a real P1 fire: the worker decides, the gateway pages the handsets for real.

@@ -1,19 +1,16 @@
 """Every process's /metrics passes `promtool check metrics` (DESIGN.md §6), with base
 units and bounded labels: the worker's (engine/metrics.py), the gateway's
-(engine/radio/metrics.py) and faust's own sensors as the worker re-exports them."""
+(engine/radio/metrics.py)."""
 
 from __future__ import annotations
 
 import urllib.request
 
 import pytest
-from faust.sensors.prometheus import FaustMetrics
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.metrics import (
     LATENCY_BUCKETS,
-    FaustSensorsCollector,
     WorkerMetrics,
     incident_labels,
     stage_label,
@@ -38,7 +35,8 @@ WORKER_COUNTERS = {
     "engine_acks",
     "engine_deadletters",
     "engine_incidents_forwarded",
-    "engine_records_reread",
+    "engine_acks_ignored",
+    "engine_transactions",
     "engine_plan_reload",
     "engine_registry_reload",
 }
@@ -64,28 +62,6 @@ def test_gateway_exposition_passes_promtool() -> None:
 def test_fresh_registries_pass_promtool() -> None:
     """What Prometheus scrapes right after start, before anything happened."""
     _check(exposition(WorkerMetrics().registry))
-
-
-def test_faust_sensors_are_reexported_in_seconds() -> None:
-    faust_registry = CollectorRegistry()
-    sensors = FaustMetrics.create(faust_registry, "faust")
-    sensors.events_runtime_latency.observe(12.0)  # faust observes milliseconds
-    sensors.producer_send_latency.observe(3.0)
-    sensors.messages_received.inc()
-    sensors.topic_partition_end_offset.labels("incidents", "0").set(7)
-    worker = touched_worker()
-    worker.registry.register(FaustSensorsCollector(faust_registry))
-    text = exposition(worker.registry)
-    _check(text)
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    runtime = families["faust_events_runtime_seconds"]
-    assert runtime.type == "histogram"
-    by_le = {s.labels["le"]: s.value for s in runtime.samples if s.name.endswith("_bucket")}
-    assert by_le["0.01"] == 0 and by_le["0.025"] == 1  # 12 ms is in (10 ms, 25 ms]
-    total = next(s.value for s in runtime.samples if s.name.endswith("_sum"))
-    assert total == pytest.approx(0.012)
-    assert "faust_producer_send_latency_seconds" in families
-    assert not any(name.endswith("_ms") for name in families)
 
 
 def test_worker_names_types_and_bounded_labels() -> None:
