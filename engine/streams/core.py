@@ -158,17 +158,24 @@ class AreaCore:
         return list(merged.items())
 
     def _load_dispatch(self, incident_id: str) -> Dispatch | None:
-        raw = self._read("dispatches", incident_id)
-        return None if raw is None else Dispatch.model_validate(raw)
+        """The dispatch as an object. Restored state holds JSON; it is validated on
+        first use and kept as the object, so a busy incident is not parsed per event."""
+        value = self._read("dispatches", incident_id)
+        if value is None or isinstance(value, Dispatch):
+            return value
+        dispatch = Dispatch.model_validate(value)
+        if ("dispatches", incident_id) not in self._pending:
+            self.store[_PREFIX["dispatches"] + incident_id] = dispatch
+        return dispatch
 
     def _store(self, dispatch: Dispatch) -> None:
-        raw = dispatch.model_dump(mode="json")
-        self._pending[("dispatches", dispatch.incident.id)] = raw
-        self._index_due(dispatch.incident.id, raw)
+        self._pending[("dispatches", dispatch.incident.id)] = dispatch
+        self._index_due(dispatch.incident.id, dispatch)
 
     def pending_writes(self) -> list[tuple[str, Any]]:
-        """(store key, JSON-ready value or None for a deletion) of the events handled
-        since the last apply or discard: the changelog records of the transaction."""
+        """(store key, value or None for a deletion) of the events handled since the
+        last apply or discard: the changelog records of the transaction. A value is a
+        pydantic model (a dispatch) or a JSON-ready dict (a unit status)."""
         return [(_PREFIX[table] + key, value) for (table, key), value in self._pending.items()]
 
     def apply_writes(self) -> None:
@@ -238,11 +245,12 @@ class AreaCore:
         self._frozen = None
         self._commitments = {}
         self._due = {}
-        for incident_id, raw in self.entries("dispatches"):
-            self._index_due(incident_id, raw)
-            if raw.get("status") not in _OPEN_VALUES:
+        for incident_id, value in self.entries("dispatches"):
+            self._index_due(incident_id, value)
+            if _status_of(value) not in _OPEN_VALUES:
                 continue
-            d = Dispatch.model_validate(raw)
+            d = self._load_dispatch(incident_id)
+            assert d is not None
             held = self._commitments.setdefault(d.incident.area or "", {})
             for zone in d.zones():
                 held[zone] = Commitment(d.incident.id, d.incident.priority)
@@ -260,15 +268,22 @@ class AreaCore:
         if status.location is not None and self._is_observer(unit_id):
             fixes[unit_id] = Fix(status.location.lat, status.location.lon, status.at)
 
-    def _index_due(self, incident_id: str, raw: dict[str, Any]) -> None:
+    def _index_due(self, incident_id: str, value: Dispatch | dict[str, Any]) -> None:
         """Where the incident is due next: its stage's ack deadline while it awaits a
-        quorum, its prune a day after it ended, or nowhere."""
-        status = raw.get("status")
-        if status in _AWAITING_VALUES and raw.get("decisions"):
-            deadline = datetime.fromisoformat(raw["decisions"][-1]["ack_deadline"])
+        quorum, its prune a day after it ended, or nowhere. (Restored JSON is read as
+        it is: a restore does not validate every ended incident.)"""
+        status = _status_of(value)
+        deadline: datetime | None
+        if isinstance(value, Dispatch):
+            deadline, ended = value.deadline, value.updated_at
+        else:
+            decisions = value.get("decisions") or []
+            ack_deadline = decisions[-1]["ack_deadline"] if decisions else None
+            deadline = datetime.fromisoformat(ack_deadline) if ack_deadline else None
+            ended = datetime.fromisoformat(value["updated_at"])
+        if status in _AWAITING_VALUES and deadline is not None:
             self._due[incident_id] = ("tick", deadline)
         elif status not in _OPEN_VALUES:
-            ended = datetime.fromisoformat(raw["updated_at"])
             self._due[incident_id] = ("prune", ended + ENDED_KEEP)
         else:
             self._due.pop(incident_id, None)
@@ -314,9 +329,9 @@ class AreaCore:
             )
             fx.dead_letter(area, letter)
             return fx
-        known = self._read("dispatches", incident.id)
+        known = self._load_dispatch(incident.id)
         if known is not None:
-            if _same_incident(known["incident"], incident):
+            if _same_incident(known.incident, incident):
                 fx.notes.append("duplicate")
                 log.info(
                     "duplicate incident %s ignored", incident.id, extra={"incident_id": incident.id}
@@ -498,15 +513,15 @@ class AreaCore:
         out = []
         for incident_id, (kind, when) in self._due.items():
             if when <= now:
-                raw = self._read("dispatches", incident_id)
-                if raw is not None:
-                    out.append((kind, str(raw["incident"].get("area") or ""), incident_id))
+                dispatch = self._load_dispatch(incident_id)
+                if dispatch is not None:
+                    out.append((kind, dispatch.incident.area or "", incident_id))
         return out
 
     def open_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for _, raw in self.entries("dispatches"):
-            state = str(raw.get("status"))
+        for _, value in self.entries("dispatches"):
+            state = str(_status_of(value))
             counts[state] = counts.get(state, 0) + 1
         return counts
 
@@ -516,11 +531,17 @@ def _with_area(callout: CallOut, area: str) -> CallOut:
     return callout.model_copy(update={"area": area})
 
 
-def _same_incident(stored: dict[str, Any], incident: Incident) -> bool:
+def _same_incident(stored: Incident, incident: Incident) -> bool:
     """The same incident sent again (the substance agrees; times and extras may not)."""
     fields = ("type", "priority", "location", "area", "address", "description")
-    again = incident.model_dump(mode="json", include=set(fields))
-    return all(stored.get(f) == again.get(f) for f in fields)
+    return all(getattr(stored, f) == getattr(incident, f) for f in fields)
+
+
+def _status_of(value: Dispatch | dict[str, Any]) -> str | None:
+    if isinstance(value, Dispatch):
+        return value.status.value
+    status = value.get("status")
+    return None if status is None else str(status)
 
 
 def _had_reply(dispatch: Dispatch) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
+from pydantic import BaseModel
 
 from engine.config import Settings
 from engine.kafka.connection import transactional_producer_kwargs
@@ -147,8 +148,7 @@ class AreaTask(Task):
             cp.consumed(tp, offset)
         changelog = self.topic("area-state")
         for key, value in core.pending_writes():
-            body = None if value is None else json.dumps(value, separators=(",", ":")).encode()
-            cp.send(changelog, key, body, partition=self.partition)
+            cp.send(changelog, key, _state_bytes(value), partition=self.partition)
         return cp, effects
 
     def _incident(
@@ -258,6 +258,15 @@ class RouteTask(Task):
         if len(self.worlds) == 1:
             return next(iter(self.worlds))
         return None
+
+
+def _state_bytes(value: Any) -> bytes | None:
+    """A changelog value: JSON, or None (a tombstone) for a deletion."""
+    if value is None:
+        return None
+    if isinstance(value, BaseModel):
+        return value.model_dump_json().encode("utf-8")
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
 def _knows(world: World, unit_id: str) -> bool:

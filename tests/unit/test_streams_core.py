@@ -170,7 +170,7 @@ def test_missing_id_and_time_come_from_the_log_position() -> None:
 def test_pending_writes_are_the_changelog_and_an_abort_forgets_them(core: AreaCore) -> None:
     core.on_incident(_fire(1), T0)
     [(key, value)] = core.pending_writes()
-    assert key == f"incident/{_fire(1).id}" and value["status"] == "dispatched"
+    assert key == f"incident/{_fire(1).id}" and value.status.value == "dispatched"
     core.discard_writes()  # the transaction was aborted
     assert core.pending_writes() == [] and core.store == {}
     again = core.on_incident(_fire(1), T0)  # handled again: decided again, not a duplicate
@@ -198,13 +198,13 @@ def test_acks_are_kept_once_per_radio_and_kind(core: AreaCore) -> None:
     first = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=ack), T0)
     assert [o.topic for o in first.out] == ["incident-state"]
     core.apply_writes()
-    size = len(json.dumps(core.store[f"incident/{_fire().id}"]))
+    size = len(core.store[f"incident/{_fire().id}"].model_dump_json())
     for n in range(200):  # a flood of the same reply: counted, not stored
         again = ack.model_copy(update={"at": T0 + timedelta(seconds=n)})
         fx = core.on_event(AreaEvent(kind="ack", at=T0, area="tangxia", ack=again), T0)
         assert fx.out == [] and fx.notes == ["ack_ignored"]
     assert core.pending_writes() == []
-    assert len(json.dumps(core.store[f"incident/{_fire().id}"])) == size
+    assert len(core.store[f"incident/{_fire().id}"].model_dump_json()) == size
 
 
 def test_a_fault_in_the_rules_goes_to_people_and_the_area_goes_on(
