@@ -165,6 +165,19 @@ class WorkerMetrics:
             "incident, a handset not called): counted, never stored",
             registry=r,
         )
+        self.commit_seconds = Histogram(
+            "engine_commit_seconds",
+            "Time to commit one task's batch (outputs, state, input offsets) in one "
+            "Kafka transaction",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.batch_records = Histogram(
+            "engine_batch_records",
+            "Input records handled per task per batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+            registry=r,
+        )
         self.transactions = Counter(
             "engine_transactions",
             "The worker's Kafka transactions (one per task per batch), by result: "
