@@ -76,6 +76,8 @@ def test_worker_names_types_and_bounded_labels() -> None:
         assert any(s.name == f"{name}_total" for s in families[name].samples), name
     assert families["engine_open_incidents"].type == "gauge"
     assert families["engine_consumer_lag"].type == "gauge"
+    assert families["engine_commit_seconds"].type == "histogram"
+    assert families["engine_batch_records"].type == "histogram"
     labels = {k for f in families.values() for s in f.samples for k in s.labels}
     assert labels <= BOUNDED_LABELS, labels - BOUNDED_LABELS
     hist_labels = {
