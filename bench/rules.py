@@ -42,7 +42,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from engine.geo.areas import TANGXIA
+from engine.config import DEFAULT_REGISTRY
+from engine.geo.areas import AREA_FILE, load_area
 from engine.models import Incident, IncidentType, Location, Priority
 from engine.registry.models import (
     EquipmentPoint,
@@ -81,6 +82,8 @@ MIX = [
     (IncidentType.OTHER, Priority.P4, 10),
 ]
 BASE = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)  # Monday 08:00 in Tangxia
+
+TANGXIA = load_area(DEFAULT_REGISTRY / AREA_FILE)
 
 
 def incidents_in(

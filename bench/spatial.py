@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import scipy
 
-from engine.geo.areas import TANGXIA
+from engine.config import DEFAULT_REGISTRY
+from engine.geo.areas import AREA_FILE, load_area
 from engine.geo.brute import BruteForceIndex
 from engine.geo.index import SpatialIndex
 from engine.geo.points import Filter, Hit, IndexedPoint
@@ -41,6 +42,8 @@ TARGETS = {
     "nearest1_1m_median_us": 1000.0,
     "update_100k_us": 100.0,
 }
+
+TANGXIA = load_area(DEFAULT_REGISTRY / AREA_FILE)
 
 
 def points_in_town(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,10 @@ partition, as Tangxia's incidents all live on one):
 - ``relay``: bench/relay.py, a bare aiokafka read-process-write relay (the floor);
 - ``worker``: ``engine worker`` on the Tangxia registry.
 
-1. Latency at a steady rate R for S seconds (after a warm-up of 200 incidents): Tangxia incidents (a mix of types and
-   priorities), each closed by the operator five incidents later (so zone teams are
-   freed, as in a steady state; the relay ignores the closes). Reported: p50/p95/p99 of
+1. Latency at a steady rate R for S seconds, after a warm-up of 200: Tangxia incidents
+   (a mix of types and priorities), each closed by the operator five incidents later
+   (so zone teams are freed, as in a steady state; the relay ignores the closes).
+   Reported: p50/p95/p99 of
    (moment a read-committed consumer of ``decisions`` receives the incident's decision
    - moment the bench sent the incident), and the p99 of the first and last fifth of the
    run (growing lag shows as a growing p99).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -44,11 +46,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 
 from engine.broker.local import LocalBroker  # noqa: E402
 from engine.config import Settings  # noqa: E402
-from engine.geo.areas import TANGXIA  # noqa: E402
 from engine.kafka.connection import consumer_kwargs  # noqa: E402
 from engine.kafka.topics import ensure_topics  # noqa: E402
 from engine.models import Incident  # noqa: E402
 from engine.streams.events import AreaEvent  # noqa: E402
+from tests.areas import TANGXIA  # noqa: E402
 from tests.kafka_broker import free_port  # noqa: E402
 from tests.worker_process import WorkerProcess, write_plan  # noqa: E402
 
@@ -117,10 +119,8 @@ class Collector:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self) -> None:
         consumer = AIOKafkaConsumer(group_id=None, **consumer_kwargs(self.settings))
@@ -141,9 +141,11 @@ class Collector:
         finally:
             await consumer.stop()
 
-    async def wait_for(self, ids: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not ids <= set(self.received):
+    async def wait_for(self, ids: set[str], within_s: float) -> None:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:  # polls a dict the consumer task fills
+            if ids <= set(self.received):
+                return
             await asyncio.sleep(0.2)
 
 
@@ -214,9 +216,9 @@ def latency_run(
     async def go() -> dict[str, Any]:
         async with Collector(settings) as collector:
             warm = incidents(WARM_UP, f"W{kind[0].upper()}{int(rate)}")
-            await collector.wait_for(set(await produce(settings, warm, 100)), timeout=120)
+            await collector.wait_for(set(await produce(settings, warm, 100)), within_s=120)
             sent = await produce(settings, items, rate)
-            await collector.wait_for(set(sent), timeout=120)
+            await collector.wait_for(set(sent), within_s=120)
         lat = [collector.received[i] - t for i, t in sent.items() if i in collector.received]
         fifth = max(1, len(items) // 5)
         ordered = [
@@ -247,7 +249,7 @@ def drain_run(kind: str, bootstrap: str, root: Path, n: int) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with Collector(settings) as collector:
             subject.start()
-            await collector.wait_for({i.id for i in items}, timeout=600)
+            await collector.wait_for({i.id for i in items}, within_s=600)
         times = sorted(collector.received.values())
         span = times[-1] - times[0] if len(times) > 1 else float("nan")
         return {"subject": kind, "incidents": n, "decided": len(times),

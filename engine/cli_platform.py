@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from engine.config import Settings, load_settings
-from engine.errors import UsageError
+from engine.config import DEFAULT_REGISTRY, Settings, load_settings
+from engine.errors import ConfigError, UsageError
 from engine.models import Incident, IncidentType, Priority
 
 
@@ -84,6 +84,7 @@ def _finite(text: str) -> float:
 
 
 def cmd_raise(args: argparse.Namespace) -> int:
+    from engine.geo.areas import AREA_FILE, load_area
     from engine.kafka.produce import produce_incidents
     from engine.rules.intake import with_area
 
@@ -103,7 +104,11 @@ def cmd_raise(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         lines = [f"--{'.'.join(str(p) for p in e['loc'][-1:])}: {e['msg']}" for e in exc.errors()]
         raise UsageError("invalid incident:\n  " + "\n  ".join(lines)) from exc
-    incident = with_area(incident)
+    try:
+        areas = [load_area(Path(d) / AREA_FILE) for d in (args.registry or [DEFAULT_REGISTRY])]
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    incident = with_area(incident, areas)
     settings = _settings(args)  # after validation: bad arguments never reach Kafka
     [meta] = asyncio.run(produce_incidents(settings, [incident]))
     print(incident.id)
@@ -187,6 +192,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--reporter")
     p.add_argument("--area", help="dispatch area id (default: derived from the location)")
     p.add_argument("--id", help="incident id (default: assigned)")
+    p.add_argument(
+        "--registry",
+        action="append",
+        metavar="DIR",
+        help="registry whose area.geojson outlines a dispatch area (repeat for several; "
+        "default: data/tangxia)",
+    )
     p.set_defaults(func=cmd_raise)
 
     p = sub.add_parser("tail", help="print a topic's records as JSON lines")

@@ -26,6 +26,9 @@ from engine.errors import ConfigError
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
+DEFAULT_REGISTRY = Path(__file__).resolve().parents[1] / "data" / "tangxia"
+"""The sample registry (Tangxia) that commands use when given none."""
+
 LOGICAL_TOPICS = (
     "incidents",
     "unit-status",

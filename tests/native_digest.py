@@ -46,11 +46,14 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(REPO / "bench"))
     import rules as bench  # type: ignore[import-not-found]
 
-    from engine.geo.areas import TANGXIA
+    from engine.config import DEFAULT_REGISTRY
+    from engine.geo.areas import AREA_FILE, load_area
     from engine.registry.registry import load_registry
     from engine.rules import decide as D
     from engine.rules.plan import load_plan
     from engine.rules.world import World
+
+    TANGXIA = load_area(DEFAULT_REGISTRY / AREA_FILE)
 
     world = World.build(load_registry(REPO / "data" / "tangxia"))
     plan = load_plan()

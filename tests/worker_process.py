@@ -168,7 +168,7 @@ def make_incident(n: int, lat: float = 22.8031, lon: float = 114.0842, **kw: Any
 
 def spread_incidents(n: int, start: int) -> list[Incident]:
     """Incidents spread over the town (a grid of points inside the outline)."""
-    from engine.geo.areas import TANGXIA
+    from tests.areas import TANGXIA
 
     min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
     out: list[Incident] = []

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import ConfigError, UsageError
-from engine.registry.generate import PLANS, generate, write_registry
+from engine.registry.generate import generate, write_registry
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,7 +29,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     gen = commands.add_parser(
         "generate", help="write a deterministic synthetic registry (same seed, same bytes)"
     )
-    gen.add_argument("--town", required=True, choices=sorted(PLANS), help="dispatch area id")
+    gen.add_argument(
+        "--town",
+        required=True,
+        help="dispatch area id: tangxia (its shipped outline) or any other id (a synthetic "
+        "town, outline included)",
+    )
+    gen.add_argument("--name", help="the town's name for a synthetic town (default: its id)")
     gen.add_argument("--seed", required=True, type=int, help="random seed, e.g. 2026")
     gen.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     gen.set_defaults(func=run_generate)
@@ -59,7 +65,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     out: Path = args.out
-    files = generate(args.town, args.seed)
+    files = generate(args.town, args.seed, args.name)
     write_registry(out, files)
     size = sum(len(b) for b in files.values())
     print(f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {out}")

@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from engine.geo.areas import AREAS, Area, area_by_id
+from engine.errors import ConfigError
+from engine.geo.areas import AREA_FILE, Area, load_area
 from engine.geo.outline import metres_outside
 from engine.registry.encoding import UndecodableError, decode_csv_bytes
 from engine.registry.models import (
@@ -64,7 +65,7 @@ class Parsed:
 def read_registry_dir(path: Path, encoding: str | None = None) -> Parsed:
     parsed = Parsed()
     _read_manifest(path, parsed)
-    geojson_files = sorted(path.glob("*.geojson"))
+    geojson_files = sorted(p for p in path.glob("*.geojson") if p.name != AREA_FILE)
     if not geojson_files:
         parsed.error(Where(str(path)), None, "no *.geojson files in the registry directory")
     for file in geojson_files:
@@ -95,10 +96,14 @@ def _read_manifest(path: Path, parsed: Parsed) -> None:
     if not isinstance(area_id, str):
         parsed.error(where, "area", "missing: the dispatch area id, e.g. 'tangxia'")
         return
-    area = area_by_id(area_id)
-    if area is None:
-        known = ", ".join(a.id for a in AREAS)
-        parsed.error(where, "area", f"unknown area {area_id!r} (known: {known})")
+    try:
+        area = load_area(path / AREA_FILE)
+    except ConfigError as exc:
+        parsed.error(Where(AREA_FILE), None, str(exc).removeprefix(f"{path / AREA_FILE}: "))
+        return
+    if area.id != area_id:
+        parsed.error(where, "area", f"{area_id!r}, but {AREA_FILE} outlines {area.id!r}")
+        return
     parsed.area = area
 
 
@@ -194,9 +199,11 @@ def _read_point(geometry: Any, where: Where, parsed: Parsed) -> tuple[float, flo
         parsed.error(where, fld, f"must be [lon, lat] numbers, got {coords!r}")
         return None
     lon, lat = float(coords[0]), float(coords[1])
-    areas = (parsed.area,) if parsed.area else AREAS
-    inside = min(metres_outside(a, lat, lon) for a in areas) if _in_range(lat, lon) else math.inf
-    if inside > 0 and _in_range(lon, lat) and min(metres_outside(a, lon, lat) for a in areas) == 0:
+    # without a manifest there is no outline: only the range is checked
+    areas = (parsed.area,) if parsed.area else ()
+    outside = (lambda a, b: min(metres_outside(x, a, b) for x in areas)) if areas else None
+    inside = 0.0 if outside is None else outside(lat, lon) if _in_range(lat, lon) else math.inf
+    if outside and inside > 0 and _in_range(lon, lat) and outside(lon, lat) == 0:
         parsed.error(
             where,
             fld,

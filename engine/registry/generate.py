@@ -3,8 +3,12 @@
 Same town and seed, byte-identical files: one seeded ``random.Random`` drawn from in a
 fixed order, only ``random()`` and ``randrange()`` (stable across Python versions),
 everything written sorted by id, coordinates rounded to 6 decimals (about 0.1 m), no
-timestamps. Points are drawn inside the town outline (``engine.geo.areas``), not its
-bounding box; linked units lie 30-400 m from their zone.
+timestamps. Points are drawn inside the town outline, not its bounding box; linked
+units lie 30-400 m from their zone. The outline is written too (``area.geojson``):
+Tangxia's is a hand-drawn approximation of its land area (not surveyed boundary data);
+any other town id gets a synthetic outline, about 10 km across, placed on a grid north
+and west of Tangxia by the seed, so towns generated with seeds that differ modulo 24
+never overlap (Dongguan has 32 towns and districts; the many-areas example needs a few).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 import json
 import math
 import random
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UsageError
-from engine.geo.areas import AREAS, Area, area_by_id
+from engine.geo.areas import AREA_FILE, Area, area_geojson
 from engine.geo.distance import EARTH_RADIUS_M
 from engine.registry import names
 from engine.registry.files import MANIFEST, RADIOS_CSV, VOLUNTEERS_CSV
@@ -75,6 +80,45 @@ class TownPlan:
 
 
 PLANS = {"tangxia": TownPlan()}
+"""Towns with counts of their own; any other town gets Tangxia's."""
+
+OUTLINES: dict[str, Area] = {
+    "tangxia": Area(
+        id="tangxia",
+        name_zh="塘厦镇",
+        outline=(
+            (114.012, 22.812), (114.026, 22.838), (114.048, 22.856), (114.071, 22.866),
+            (114.097, 22.862), (114.121, 22.851), (114.143, 22.834), (114.156, 22.811),
+            (114.152, 22.786), (114.137, 22.764), (114.112, 22.748), (114.084, 22.743),
+            (114.058, 22.749), (114.036, 22.763), (114.019, 22.785),
+        ),
+    ),
+}  # fmt: skip
+"""Hand-drawn outlines of the towns the project ships (lon, lat)."""
+
+TOWN_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def town_outline(town: str, seed: int, name: str | None = None) -> Area:
+    """The shipped outline of ``town``, else a synthetic one: 14 vertices at 4-5.5 km
+    from a centre on a 6 x 4 grid (cell 0.12 deg lon x 0.11 deg lat) picked by the seed."""
+    if town in OUTLINES:
+        return OUTLINES[town]
+    if not TOWN_ID.match(town):
+        raise UsageError(f"--town {town!r}: a lower-case id like 'humen' (a-z, 0-9, _ -)")
+    rng = random.Random(f"outline/{town}/{seed}")
+    cell = seed % 24
+    lat0 = 22.93 + 0.11 * (cell // 6)
+    lon0 = 113.55 + 0.12 * (cell % 6)
+    ring: list[LonLat] = []
+    for k in range(14):
+        bearing = 2 * math.pi * k / 14
+        r = 4000 + 1500 * rng.random()
+        dlat = math.degrees(r * math.cos(bearing) / EARTH_RADIUS_M)
+        dlon = math.degrees(r * math.sin(bearing) / (EARTH_RADIUS_M * math.cos(math.radians(lat0))))
+        ring.append(_rounded(lon0 + dlon, lat0 + dlat))
+    return Area(id=town, name_zh=name or town, outline=tuple(ring))
+
 
 GATE_WINDOWS = {
     "kindergarten": ("08:00-08:40", "16:30-17:30"),
@@ -172,13 +216,10 @@ class _Town:
         return feature
 
 
-def generate(town: str, seed: int) -> dict[str, bytes]:
+def generate(town: str, seed: int, name: str | None = None) -> dict[str, bytes]:
     """File name -> contents of a synthetic registry for ``town``."""
-    area = area_by_id(town)
-    plan = PLANS.get(town)
-    if area is None or plan is None:
-        known = ", ".join(sorted(PLANS))
-        raise UsageError(f"no generator plan for town {town!r} (known: {known})")
+    area = town_outline(town, seed, name)
+    plan = PLANS.get(town, TownPlan())
     draw = _Draw(area, seed)
     t = _Town()
     centres = [(c, draw.point()) for c in names.COMMUNITIES]
@@ -456,6 +497,7 @@ def _render(t: _Town, area: Area, seed: int, plan: TownPlan) -> dict[str, bytes]
         files[name] = f'{{"type":"FeatureCollection","features":[\n{body}\n]}}\n'.encode()
     files[VOLUNTEERS_CSV] = _csv(VOLUNTEER_COLUMNS, sorted(t.volunteers, key=lambda r: r["id"]))
     files[RADIOS_CSV] = _csv(RADIO_COLUMNS, sorted(t.radios, key=lambda r: r["id"]))
+    files[AREA_FILE] = area_geojson(area)
     counts = {kind.value: sum(f.kind is kind for f in t.features) for kind in FEATURE_FILES}
     manifest = {
         "area": area.id,
@@ -492,4 +534,5 @@ def write_registry(out: Path, files: dict[str, bytes]) -> None:
 
 
 def known_towns() -> list[str]:
-    return sorted(t for t in PLANS if area_by_id(t) in AREAS)
+    """Towns with a shipped outline; any other id gets a synthetic one."""
+    return sorted(OUTLINES)

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from engine.errors import ConfigError
+from engine.geo.areas import Area
 from engine.geo.index import SpatialIndex
 from engine.geo.points import IndexedPoint
 from engine.registry.checks import check_links
@@ -53,6 +54,8 @@ class Registry:
     _members: Mapping[str, tuple[str, ...]] = field(repr=False)
     _radio_of_holder: Mapping[str, str] = field(repr=False)
     _by_kind: Mapping[Kind, Mapping[str, Placed]] = field(repr=False)
+    outline: Area | None = field(default=None, repr=False)
+    """the dispatch area's outline (``area.geojson``), when the registry names its area"""
 
     @classmethod
     def build(
@@ -61,6 +64,7 @@ class Registry:
         placed: Iterable[Placed],
         volunteers: Iterable[Volunteer],
         radios: Iterable[Radio],
+        outline: Area | None = None,
     ) -> Registry:
         """From entities already checked (``load_registry`` does that)."""
         vols = sorted(volunteers, key=lambda v: v.id)
@@ -78,6 +82,7 @@ class Registry:
             placed=MappingProxyType({p.id: p for p in all_placed}),
             volunteers=MappingProxyType({v.id: v for v in vols}),
             radios=MappingProxyType({r.id: r for r in rads}),
+            outline=outline,
             _members=MappingProxyType({g: tuple(ids) for g, ids in members.items()}),
             _radio_of_holder=MappingProxyType({r.holder: r.id for r in rads}),
             _by_kind=MappingProxyType({k: MappingProxyType(v) for k, v in by_kind.items()}),
@@ -195,6 +200,7 @@ def check_registry(path: Path | str, encoding: str | None = None) -> CheckResult
         (p for p, _ in parsed.placed),
         (v for v, _ in parsed.volunteers),
         (r for r, _ in parsed.radios),
+        parsed.area,
     )
     return CheckResult(registry, problems)
 

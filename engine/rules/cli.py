@@ -60,6 +60,7 @@ def replay(
 
     assert isinstance(world, World) and isinstance(plan, LoadedPlan)
     availability = Availability()
+    areas = [world.registry.outline] if world.registry.outline is not None else []
     bad = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -68,7 +69,7 @@ def replay(
             raw = json.loads(line)
             if isinstance(raw, dict) and "id" not in raw:
                 raw["id"] = f"INC-REPLAY-{number:06d}"  # deterministic, unlike live intake
-            incident = with_area(Incident.model_validate(raw))
+            incident = with_area(Incident.model_validate(raw), areas)
         except json.JSONDecodeError as exc:
             bad += 1
             print(f"line {number}: not JSON: {exc}", file=err)

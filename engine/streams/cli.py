@@ -9,9 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine.config import load_settings
-
-DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "data" / "tangxia"
+from engine.config import DEFAULT_REGISTRY, load_settings
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.geo.areas import Area
 from engine.models import (
     Ack,
     CallOut,
@@ -111,6 +112,7 @@ class AreaCore:
         store: MutableMapping[str, Any],
     ) -> None:
         self.worlds = worlds
+        self.areas = _areas(worlds)
         self.plan = plan
         # incident/<id> -> Dispatch, unit/<id> -> UnitStatus (JSON-ready dicts)
         self.store = store
@@ -133,6 +135,7 @@ class AreaCore:
 
     def replace_worlds(self, worlds: dict[str, World]) -> None:
         self.worlds = worlds
+        self.areas = _areas(worlds)
 
     def replace_plan(self, plan: LoadedPlan) -> None:
         self.plan = plan
@@ -524,6 +527,11 @@ class AreaCore:
             state = str(_status_of(value))
             counts[state] = counts.get(state, 0) + 1
         return counts
+
+
+def _areas(worlds: dict[str, World]) -> list[Area]:
+    """The dispatch areas of the loaded registries (each registry's outline)."""
+    return [w.registry.outline for w in worlds.values() if w.registry.outline is not None]
 
 
 def _with_area(callout: CallOut, area: str) -> CallOut:

@@ -13,12 +13,14 @@ import base64
 import hashlib
 import json
 import reprlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from engine.geo.areas import Area
 from engine.models import SUPPORTED_VERSIONS, DeadLetter, Incident
 from engine.rules.intake import OutOfArea, with_area
 
@@ -90,7 +92,8 @@ def _json_object(value: bytes | None, origin: Origin) -> dict[str, Any] | DeadLe
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         return origin.dead_letter(
             value,
-            f"schema_version {reprlib.repr(version)}: this engine reads {sorted(SUPPORTED_VERSIONS)}",
+            f"schema_version {reprlib.repr(version)}: this engine reads "
+            f"{sorted(SUPPORTED_VERSIONS)}",
             "unsupported_version",
         )
     return raw
@@ -128,7 +131,7 @@ def derived_id(origin: Origin) -> str:
 
 
 def parse_incident(
-    value: bytes | None, origin: Origin, now: datetime | None = None
+    value: bytes | None, origin: Origin, areas: Sequence[Area], now: datetime | None = None
 ) -> Incident | DeadLetter:
     """A valid incident with its area, or why not (not JSON, wrong schema, unknown enum,
     unsupported version, out of area, raised more than :data:`MAX_CLOCK_SKEW` after
@@ -140,7 +143,7 @@ def parse_incident(
     def build() -> Incident:
         raw.setdefault("id", derived_id(origin))
         raw.setdefault("raised_at", origin.timestamp.isoformat())
-        return with_area(Incident.model_validate(raw))
+        return with_area(Incident.model_validate(raw), areas)
 
     parsed: Incident | DeadLetter = _guarded(origin, value, build)
     if isinstance(parsed, Incident) and now is not None:

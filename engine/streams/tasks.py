@@ -154,7 +154,7 @@ class AreaTask(Task):
     def _incident(
         self, core: AreaCore, origin: Origin, value: bytes | None, now: datetime
     ) -> Effects:
-        parsed = parse_incident(value, origin, now)
+        parsed = parse_incident(value, origin, core.areas, now)
         if isinstance(parsed, DeadLetter):
             return _dead(origin, parsed)
         assert parsed.area is not None

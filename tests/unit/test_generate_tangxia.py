@@ -12,11 +12,11 @@ import pytest
 
 from engine.cli import main
 from engine.errors import UsageError
-from engine.geo.areas import TANGXIA
 from engine.geo.distance import distance_m
 from engine.registry.generate import generate
 from engine.registry.models import Role
 from engine.registry.registry import Registry, load_registry
+from tests.areas import TANGXIA
 
 pytestmark = pytest.mark.unit
 
@@ -103,9 +103,9 @@ def test_cli_generate_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "0 warning(s)" in text
 
 
-def test_unknown_town_is_refused() -> None:
-    with pytest.raises(UsageError, match="no generator plan"):
-        generate("humen", 1)
+def test_a_town_id_that_is_not_an_id_is_refused() -> None:
+    with pytest.raises(UsageError, match="a lower-case id"):
+        generate("Hu Men", 1)
 
 
 def test_out_must_be_a_directory(tmp_path: Path) -> None:

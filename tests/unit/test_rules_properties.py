@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from engine.geo.areas import TANGXIA
 from engine.geo.distance import distance_m, haversine_rad_m
 from engine.models import Incident, IncidentType, Priority
 from engine.registry.registry import load_registry
@@ -20,6 +19,7 @@ from engine.rules.decide import NoStageLeft, decide, escalate
 from engine.rules.nearby import haversine_pre_m
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
+from tests.areas import TANGXIA
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.geo.areas import TANGXIA
 from engine.geo.distance import distance_m
 from engine.rules.cli import replay
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
+from tests.areas import TANGXIA
 
 pytestmark = pytest.mark.unit
 

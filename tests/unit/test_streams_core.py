@@ -15,6 +15,7 @@ from engine.rules.world import World
 from engine.streams.core import AreaCore
 from engine.streams.events import AreaEvent
 from engine.streams.intake import Origin, derived_id, parse_incident
+from tests.areas import TANGXIA
 
 pytestmark = pytest.mark.unit
 
@@ -149,7 +150,7 @@ ORIGIN = Origin("incidents", 0, 42, int(T0.timestamp() * 1000), b"tangxia")
     ],
 )
 def test_bad_incident_records_become_dead_letters(raw: bytes, reason: str, fragment: str) -> None:
-    letter = parse_incident(raw, ORIGIN)
+    letter = parse_incident(raw, ORIGIN, [TANGXIA])
     assert isinstance(letter, DeadLetter)
     assert letter.reason == reason
     assert fragment in letter.error
@@ -159,11 +160,13 @@ def test_bad_incident_records_become_dead_letters(raw: bytes, reason: str, fragm
 
 def test_missing_id_and_time_come_from_the_log_position() -> None:
     raw = b'{"type": "fire", "priority": "P1", "location": {"lat": 22.8, "lon": 114.08}}'
-    a, b = parse_incident(raw, ORIGIN), parse_incident(raw, ORIGIN)
+    a, b = parse_incident(raw, ORIGIN, [TANGXIA]), parse_incident(raw, ORIGIN, [TANGXIA])
     assert isinstance(a, Incident) and isinstance(b, Incident)
     assert a.id == b.id == derived_id(ORIGIN)
     assert a.raised_at == T0 and a.area == "tangxia"
-    other: Any = parse_incident(raw, Origin("incidents", 0, 43, ORIGIN.timestamp_ms, None))
+    other: Any = parse_incident(
+        raw, Origin("incidents", 0, 43, ORIGIN.timestamp_ms, None), [TANGXIA]
+    )
     assert other.id != a.id
 
 

@@ -46,21 +46,21 @@ VALID = {
         "priority": "P1",
         "location": {"lat": 22.8031, "lon": 114.0842},
         "raised_at": "2026-11-30T07:59:50+00:00",
-    },  # fmt: skip
+    },
     "acks": {
         "incident_id": "INC-20261130-AAAAAA",
         "radio_id": "R001",
         "kind": "accept",
         "at": "2026-11-30T07:59:50+00:00",
         "area": "tangxia",
-    },  # fmt: skip
+    },
     "unit-status": {"unit_id": "KZ001", "available": False, "at": "2026-11-30T07:59:50+00:00"},
     "area-events": {
         "kind": "close",
         "at": "2026-11-30T07:59:50+00:00",
         "area": "tangxia",
         "incident_id": "INC-20261130-AAAAAA",
-    },  # fmt: skip
+    },
 }
 
 
