@@ -20,6 +20,7 @@ from engine.config import Settings
 from engine.kafka.tail import tail
 from engine.models import Incident
 from engine.rules.intake import with_area
+from tests.areas import TANGXIA
 
 READY = "worker ready"  # logged once partitions are assigned and their state restored
 
@@ -162,14 +163,13 @@ def make_incident(n: int, lat: float = 22.8031, lon: float = 114.0842, **kw: Any
                 "raised_at": kw.pop("raised_at", datetime.now(UTC)).isoformat(),
                 **kw,
             }
-        )
+        ),
+        [TANGXIA],
     )
 
 
 def spread_incidents(n: int, start: int) -> list[Incident]:
     """Incidents spread over the town (a grid of points inside the outline)."""
-    from tests.areas import TANGXIA
-
     min_lat, min_lon, max_lat, max_lon = TANGXIA.bbox()
     out: list[Incident] = []
     i = 0

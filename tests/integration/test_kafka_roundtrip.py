@@ -14,6 +14,7 @@ from engine.kafka.tail import tail
 from engine.kafka.topics import ensure_topics
 from engine.models import Incident
 from engine.rules.intake import with_area
+from tests.areas import TANGXIA
 from tests.kafka_broker import SessionBroker
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,8 @@ def test_incident_round_trip_through_kafka_4(
                 "address": "塘厦镇林村新围路12号",
                 "raised_at": datetime(2026, 11, 29, 20, 15, tzinfo=UTC),
             }
-        )
+        ),
+        [TANGXIA],
     )
     [meta] = asyncio.run(produce_incidents(kafka_settings, [incident]))
     assert meta.topic == kafka_settings.topic("incidents")
@@ -62,7 +64,8 @@ def test_one_area_lands_on_one_partition(kafka_settings: Settings) -> None:
         with_area(
             Incident.model_validate(
                 {"type": t, "priority": "P2", "location": {"lat": 22.79, "lon": 114.07}}
-            )
+            ),
+            [TANGXIA],
         )
         for t in ("theft", "fight", "medical", "flood")
     ]
@@ -77,7 +80,7 @@ def test_topics_ensure_is_idempotent_and_reports_drift(kafka_settings: Settings)
     again = asyncio.run(ensure_topics(kafka_settings))
     assert again.created == []
     assert again.mismatched == {}
-    assert len(again.unchanged) == 8  # the 7 of DESIGN.md §4 + area-events
+    assert len(again.unchanged) == 9  # the 7 of DESIGN.md §4 + area-events, area-state
 
     assert asyncio.run(partitions_of(kafka_settings, kafka_settings.topic("incidents"))) == {0, 1}
     drifted = kafka_settings.model_copy(update={"partitions": 4, "retention_days": 60})

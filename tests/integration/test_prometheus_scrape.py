@@ -27,6 +27,7 @@ from engine.config import Settings
 from engine.kafka.produce import produce_incidents
 from engine.models import Incident
 from engine.rules.intake import with_area
+from tests.areas import TANGXIA
 from tests.prom_helpers import REPO, RULE_FILES, tool
 from tests.worker_process import running_worker
 
@@ -205,7 +206,8 @@ def test_prometheus_scrapes_histograms_and_evaluates_rules(
     incident = with_area(
         Incident.model_validate(
             {"type": "fire", "priority": "P1", "location": {"lat": 22.8031, "lon": 114.0842}}
-        )
+        ),
+        [TANGXIA],
     )
     asyncio.run(produce_incidents(kafka_settings, [incident]))
     _eventually(
