@@ -27,9 +27,15 @@ READY = "worker ready"  # logged once partitions are assigned and their state re
 
 class WorkerProcess:
     def __init__(
-        self, settings: Settings, log: Path, plan: Path | None = None, metrics_port: int = 0
+        self,
+        settings: Settings,
+        log: Path,
+        plan: Path | None = None,
+        metrics_port: int = 0,
+        registries: list[Path] | None = None,
     ) -> None:
         self.settings = settings
+        self.registries = registries or []
         self.log = log
         self.plan = plan
         self.metrics_port = metrics_port
@@ -48,6 +54,8 @@ class WorkerProcess:
                 "--metrics-port", str(self.metrics_port)]  # fmt: skip
         if self.plan is not None:
             args += ["--plan", str(self.plan)]
+        for registry in self.registries:
+            args += ["--registry", str(registry)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         self._ready_seen = self._ready_count()
