@@ -43,6 +43,11 @@ class WorkerProcess:
         self._ready_seen = 0
 
     def start(self, timeout: float = 90.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         env = {
             **os.environ,
             "ENGINE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
@@ -59,7 +64,6 @@ class WorkerProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
         self._ready_seen = self._ready_count()
-        self.wait_ready(timeout)
 
     def _ready_count(self) -> int:
         try:
