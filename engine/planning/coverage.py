@@ -166,6 +166,9 @@ class Coverage:
 
 
 def _globalise(zones: IntArray, local: IntArray) -> IntArray:
+    """Positions in the set -> positions in the network (-1 stays -1)."""
+    if zones.size == 0:
+        return local
     out: IntArray = np.where(local >= 0, zones[np.maximum(local, 0)], -1)
     return out
 
