@@ -87,3 +87,52 @@ def siting_lines(report: dict[str, Any], siting: dict[str, Any]) -> list[str]:
         f"{u['no_zone_within_radius']:,} have none."
     )
     return out
+
+
+def compare_table(report: dict[str, Any], show: int) -> str:
+    o, n = report["old"], report["new"]
+    lines = [
+        f"Plan compare over {report['incidents']:,} incidents ({report['replies']}):",
+        f"  old: {report['old_plan']['name']} {report['old_plan']['version']} "
+        f"({report['old_plan']['origin']})",
+        f"  new: {report['new_plan']['name']} {report['new_plan']['version']} "
+        f"({report['new_plan']['origin']})",
+        "",
+        f"{'':<26}{'old':>10}{'new':>10}",
+    ]
+    for key, label in (
+        ("quorum_met", "quorum met"),
+        ("median_quorum_s", "median time to quorum s"),
+        ("mean_quorum_s", "mean time to quorum s"),
+        ("escalated", "escalated"),
+        ("unanswered", "unanswered"),
+        ("no_zone", "no zone team in range"),
+        ("mean_people_called", "mean people called"),
+        ("mean_zone_distance_m", "mean zone distance m"),
+    ):
+        lines.append(f"{label:<26}{_cell(o[key]):>10}{_cell(n[key]):>10}")
+    kinds = ", ".join(f"{k} {v}" for k, v in report["changed_by_kind"].items() if v)
+    lines += ["", f"Changed incidents: {report['changed']:,} ({kinds or 'none'})"]
+    rows = report["incidents_changed"][:show]
+    if rows:
+        lines.append(
+            f"{'incident':<22}{'type':<15}{'prio':<5}{'zone old->new':<18}"
+            f"{'quorum':>7}{'people':>10}{'to quorum s':>16}{'stages':>8}  changes"
+        )
+    for r in rows:
+        a, b = r["old"], r["new"]
+        zone = f"{a['zone']}->{b['zone']}" if a["zone"] != b["zone"] else str(a["zone"])
+        lines.append(
+            f"{r['incident_id']:<22}{r['type']:<15}{r['priority']:<5}{zone:<18}"
+            f"{a['ack_quorum']:>3}->{b['ack_quorum']:<3}"
+            f"{a['people']:>5}->{b['people']:<4}"
+            f"{_cell(a['quorum_s']):>7}->{_cell(b['quorum_s']):<8}"
+            f"{a['stages']:>3}->{b['stages']:<3}  {','.join(r['changes'])}"
+        )
+    if report["changed"] > len(rows):
+        lines.append(f"... and {report['changed'] - len(rows):,} more (--json FILE has all)")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
