@@ -157,38 +157,22 @@ def replay_one(
     )
 
 
-CHANGE_KINDS = (
-    "decision",
-    "zone",
-    "zone_distance",
-    "people",
-    "time_to_quorum",
-    "stages",
-    "escalated",
-    "unanswered",
-)
+CHANGE_KINDS: dict[str, str] = {
+    "decision": "decision0",
+    "zone": "zone",
+    "zone_distance": "zone_distance_m",
+    "people": "people",
+    "time_to_quorum": "quorum_s",
+    "stages": "stages",
+    "escalated": "escalated",
+    "unanswered": "unanswered",
+}
+"""What a change is called -> the :class:`Outcome` attribute it compares."""
 
 
 def changes(old: Outcome, new: Outcome) -> list[str]:
     """What differs, in :data:`CHANGE_KINDS` order."""
-    out = []
-    if old.decision0 != new.decision0:
-        out.append("decision")
-    if old.zone != new.zone:
-        out.append("zone")
-    if old.zone_distance_m != new.zone_distance_m:
-        out.append("zone_distance")
-    if old.people != new.people:
-        out.append("people")
-    if old.quorum_s != new.quorum_s:
-        out.append("time_to_quorum")
-    if old.stages != new.stages:
-        out.append("stages")
-    if old.escalated != new.escalated:
-        out.append("escalated")
-    if old.unanswered != new.unanswered:
-        out.append("unanswered")
-    return out
+    return [k for k, attr in CHANGE_KINDS.items() if getattr(old, attr) != getattr(new, attr)]
 
 
 def compare_plans(

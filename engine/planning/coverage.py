@@ -159,9 +159,9 @@ class Coverage:
             else:
                 in_cells, in_units = d_cells <= r, d_units <= r
             key = _radius_key(r)
-            out["area"][key] = _share(int(in_cells.sum()), len(self.grid))
-            out["units"][key] = _share(int(in_units.sum()), len(net.unit_ids))
-            out["buildings"][key] = _share(int((in_units & net.building).sum()), n_b)
+            out["area"][key] = share(int(in_cells.sum()), len(self.grid))
+            out["units"][key] = share(int(in_units.sum()), len(net.unit_ids))
+            out["buildings"][key] = share(int((in_units & net.building).sum()), n_b)
         return out
 
 
@@ -173,7 +173,8 @@ def _globalise(zones: IntArray, local: IntArray) -> IntArray:
     return out
 
 
-def _share(count: int, total: int) -> float:
+def share(count: int, total: int) -> float:
+    """count / total, 0 for an empty total."""
     return count / total if total else 0.0
 
 

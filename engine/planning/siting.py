@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.planning.coverage import Coverage
+from engine.planning.coverage import Coverage, share
 from engine.planning.nearest import BoolArray, IntArray, ball, nearest, within
 from engine.planning.network import Network
 
@@ -80,12 +80,12 @@ def suggest_sites(cov: Coverage, radius_m: float = 500.0, count: int = 3) -> lis
                 "cells_gained": len(cells_new),
                 "area_km2_gained": round(len(cells_new) * cov.grid.cell_area_m2 / 1e6, 3),
                 "units_share": [
-                    _share(before_units, len(units_ok)),
-                    _share(int(units_ok.sum()), len(units_ok)),
+                    share(before_units, len(units_ok)),
+                    share(int(units_ok.sum()), len(units_ok)),
                 ],
                 "area_share": [
-                    _share(before_cells, len(cells_ok)),
-                    _share(int(cells_ok.sum()), len(cells_ok)),
+                    share(before_cells, len(cells_ok)),
+                    share(int(cells_ok.sum()), len(cells_ok)),
                 ],
             }
         )
@@ -168,10 +168,6 @@ def unlinked_units(
             for u in sample
         ],
     }
-
-
-def _share(count: int, total: int) -> float:
-    return count / total if total else 0.0
 
 
 def siting_report(
