@@ -126,7 +126,6 @@ class Coverage:
         quorum needs all lie (inf: no zone team within the search radius)."""
         net = self.network
         reach: FloatArray = np.where(rule.zone_team, d_zone, 0.0)
-        reach = reach.copy()
         reach[~(d_zone <= rule.max_distance_m)] = np.inf
         order = np.argsort(zone_of, kind="stable")
         bounds = np.searchsorted(zone_of[order], np.arange(len(net.zone_ids) + 1))

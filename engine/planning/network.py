@@ -39,7 +39,7 @@ class Network:
     """units that are buildings (楼栋): with all units, the population proxy"""
     patrol_ids: tuple[str, ...]
     patrols: Points
-    schools_ids: tuple[str, ...]
+    school_ids: tuple[str, ...]
     schools: Points
     duty: DutyRoster
 
@@ -104,7 +104,7 @@ class Network:
                 [reg.patrol_bases[p].location.lat for p in patrol_ids],
                 [reg.patrol_bases[p].location.lon for p in patrol_ids],
             ),
-            schools_ids=school_ids,
+            school_ids=school_ids,
             schools=Points(
                 [reg.schools[s].location.lat for s in school_ids],
                 [reg.schools[s].location.lon for s in school_ids],
@@ -138,7 +138,7 @@ class Network:
         schools = world.registry.schools
         return frozenset(
             i
-            for i, s in enumerate(self.schools_ids)
+            for i, s in enumerate(self.school_ids)
             if any(w.contains(at) for w in schools[s].gate_windows)
         )
 

@@ -171,6 +171,13 @@ def test_tail_bare_feeds_decide_and_compare_reads_the_topic(
     assert decisions.returncode == 0, decisions.stderr
     assert len(decisions.stdout.splitlines()) == 40
 
+    piped = _engine("plan", "compare", "engine/resources/plan-tangxia.yaml",
+                    "engine/resources/plan-tangxia.yaml", "--registry", "data/tangxia",
+                    "--incidents", "-", stdin=tailed.stdout)  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert "Plan compare over 40 incidents" in piped.stdout
+    assert "Changed incidents: 0 (none)" in piped.stdout
+
     report_file = tmp_path / "compare.json"
     result = _engine("plan", "compare", "engine/resources/plan-tangxia.yaml",
                      str(lowered_plan(tmp_path)), "--registry", "data/tangxia", "--since", "1d",
