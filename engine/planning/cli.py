@@ -275,7 +275,7 @@ def cmd_plan_compare(args: argparse.Namespace) -> int:
         where = "topic incidents"
     incidents = _incidents(incident_values, where)
     incidents.sort(key=lambda i: (i.raised_at, i.id))
-    use_recorded = args.replies == "recorded" or (args.replies == "auto" and ack_values is not None)
+    use_recorded = args.replies == "recorded" or (args.replies == "auto" and bool(ack_values))
     if use_recorded and ack_values is None:
         raise UsageError("--replies recorded needs --acks FILE (or --since)")
     acks = _acks(ack_values, args.acks or "topic acks") if use_recorded and ack_values else None
@@ -314,7 +314,7 @@ def _add_compare(plan_sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         choices=["auto", "recorded", "model"],
         default="auto",
         help="recorded acks drive escalations, or the reply model (what-if); "
-        "auto: recorded when there are acks (--acks, or the acks topic with --since)",
+        "auto: recorded when there are any (--acks, or the acks topic with --since)",
     )
     c.add_argument("--accept", type=float, default=0.6, help="model: share of groups accepting")
     c.add_argument("--reply-min-s", type=float, default=10.0, help="model: earliest reply")

@@ -126,6 +126,35 @@ def test_plan_compare_reports_exactly_the_incidents_decide_changes(tmp_path: Pat
     assert f"Changed incidents: {len(fires)}" in result.stdout
 
 
+def test_plan_compare_with_recorded_acks(tmp_path: Path) -> None:
+    """One P1 fire whose zone team (R118, also unit U01407's guard) and two more units
+    accepted at 5, 12 and 20 s: quorum at 20 s under the team + 3 units, 12 s under 2."""
+    at = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
+    incident = {
+        "id": "INC-ACKS",
+        "type": "fire",
+        "priority": "P1",
+        "location": {"lat": 22.8031, "lon": 114.0842},
+        "raised_at": at.isoformat(),
+    }
+    acks = [{"schema_version": 1, "incident_id": "INC-ACKS", "radio_id": radio, "kind": "accept",
+             "at": (at + timedelta(seconds=s)).isoformat()}
+            for radio, s in (("R118", 5), ("sms:V00785", 12), ("sms:V00784", 20))]  # fmt: skip
+    (tmp_path / "inc.jsonl").write_text(json.dumps(incident) + "\n", encoding="utf-8")
+    (tmp_path / "acks.jsonl").write_text("".join(json.dumps(a) + "\n" for a in acks))
+    result = _engine("plan", "compare", "engine/resources/plan-tangxia.yaml",
+                     str(lowered_plan(tmp_path)), "--registry", "data/tangxia",
+                     "--incidents", str(tmp_path / "inc.jsonl"),
+                     "--acks", str(tmp_path / "acks.jsonl"),
+                     "--json", str(tmp_path / "r.json"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["replies"] == "recorded acks"
+    (row,) = report["incidents_changed"]
+    assert (row["old"]["quorum_s"], row["new"]["quorum_s"]) == (20.0, 12.0)
+    assert row["changes"] == ["decision", "time_to_quorum"]
+
+
 def test_coverage_writes_the_table_json_and_map(tmp_path: Path) -> None:
     out = tmp_path / "cov"
     result = _engine("coverage", "--registry", "data/tangxia", "--day", "2026-11-30",

@@ -148,6 +148,19 @@ def test_a_zone_off_duty_leaves_its_hours_uncovered(default_plan: LoadedPlan) ->
     assert by_label["20:00"]["zones_available"] == 0
 
 
+def test_an_unavailable_zone_or_unit_is_left_out(default_plan: LoadedPlan) -> None:
+    registry = hand_registry({"KZ1": CENTRE}, UNITS, {"KZ1": ["U1", "U2", "U3"]})
+    grid = build_grid(SQUARE, 50.0)
+    world, net = network_of(registry, unavailable=["KZ1"])
+    (row,) = coverage_report(world, net, grid, default_plan, [])["rows"]
+    assert row["zones_available"] == 0 and row["zone"]["area"]["1000"] == 0.0
+    world, net = network_of(registry, unavailable=["U1"])
+    (row,) = coverage_report(world, net, grid, default_plan, [])["rows"]
+    assert row["zone"]["units"] == {"300": 0.25, "500": 0.5, "1000": 0.75}  # still people
+    # U1 cannot be called, so zone+1 needs U2 or U3: from U1's spot, U2 at 350 m
+    assert row["quorum"]["zone+1"]["units"] == {"300": 0.0, "500": 0.5, "1000": 0.75}
+
+
 def test_quorum_rules_group_the_plans_first_stages(default_plan: LoadedPlan) -> None:
     rules = {q.label: q.responses for q in quorum_rules(default_plan.plan)}
     assert list(rules) == ["zone+3", "zone+2", "zone+1"]
