@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 import scipy
 
-from engine.geo.areas import TANGXIA
+from engine.config import DEFAULT_REGISTRY
+from engine.geo.areas import AREA_FILE, load_area
 from engine.geo.brute import BruteForceIndex
 from engine.geo.distance import EARTH_RADIUS_M
 from engine.geo.index import SpatialIndex
@@ -67,6 +68,8 @@ from engine.rules.world import World
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 30)  # a Monday: school posts on duty
+
+TANGXIA = load_area(DEFAULT_REGISTRY / AREA_FILE)
 
 
 def roster(zone_ids: list[str], seed: int) -> dict[str, tuple[TimeWindow, ...]]:

@@ -90,10 +90,7 @@ async def read_since(settings: Settings, topic: str, since_ms: int) -> list[dict
     partitions = await partitions_of(settings, topic)
     if not partitions:
         raise UsageError(f"topic {topic!r} does not exist (run `engine topics ensure`)")
-    consumer = AIOKafkaConsumer(
-        **client_kwargs(settings), group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed",
-    )  # fmt: skip
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), group_id=None)
     out: list[dict[str, Any]] = []
     try:
         await consumer.start()

@@ -48,7 +48,6 @@ def _read_structured(path: str) -> object:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from engine.geo.areas import area_by_id
     from engine.planning.coverage import Coverage, coverage_report, day_instants, worst_cells
     from engine.planning.grid import build_grid
     from engine.planning.mapimage import write_map
@@ -61,7 +60,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     registry = load_registry(args.registry)
-    area = area_by_id(registry.area) if registry.area else None
+    area = registry.outline
     if area is None:
         raise UsageError(
             f"registry {args.registry}: no dispatch area outline for {registry.area!r}"
@@ -190,7 +189,7 @@ def _values(lines: list[str], origin: str) -> list[tuple[int, Any]]:
     return out
 
 
-def _incidents(values: list[tuple[int, Any]], origin: str) -> list[Any]:
+def _incidents(values: list[tuple[int, Any]], origin: str, areas: list[Any]) -> list[Any]:
     from pydantic import ValidationError
 
     from engine.models import Incident
@@ -201,7 +200,7 @@ def _incidents(values: list[tuple[int, Any]], origin: str) -> list[Any]:
         if isinstance(raw, dict) and "id" not in raw:
             raw = {**raw, "id": f"INC-REPLAY-{number:06d}"}  # as `engine decide` names them
         try:
-            out.append(with_area(Incident.model_validate(raw)))
+            out.append(with_area(Incident.model_validate(raw), areas))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(record)"
@@ -273,7 +272,8 @@ def cmd_plan_compare(args: argparse.Namespace) -> int:
         incident_values, topic_acks = _from_topics(args)
         ack_values = topic_acks if args.replies != "model" else None
         where = "topic incidents"
-    incidents = _incidents(incident_values, where)
+    outline = world.registry.outline
+    incidents = _incidents(incident_values, where, [outline] if outline else [])
     incidents.sort(key=lambda i: (i.raised_at, i.id))
     use_recorded = args.replies == "recorded" or (args.replies == "auto" and bool(ack_values))
     if use_recorded and ack_values is None:

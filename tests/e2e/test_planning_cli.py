@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from engine.config import Settings
-from engine.geo.areas import TANGXIA
 from engine.kafka.produce import produce_incidents
 from engine.models import Incident
 from engine.rules.plan import default_plan_bytes
+from tests.areas import TANGXIA
 
 pytestmark = pytest.mark.e2e
 

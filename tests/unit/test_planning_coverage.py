@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.geo.areas import TANGXIA, Area
+from engine.geo.areas import Area
 from engine.geo.brute import BruteForceIndex
 from engine.geo.distance import distance_m
 from engine.geo.points import IndexedPoint
@@ -26,6 +26,7 @@ from engine.registry.models import KeyZone, Placed, Unit, UnitType, Volunteer
 from engine.registry.registry import Registry
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
+from tests.areas import TANGXIA
 
 pytestmark = pytest.mark.unit
 
