@@ -123,7 +123,7 @@ def cmd_raise(args: argparse.Namespace) -> int:
 # --- tail -----------------------------------------------------------------------------
 def cmd_tail(args: argparse.Namespace) -> int:
     from engine.config import ALL_TOPICS
-    from engine.kafka.tail import tail
+    from engine.kafka.tail import bare_value, tail
 
     settings = _settings(args)
     topic = settings.topic(args.topic) if args.topic in ALL_TOPICS else args.topic
@@ -136,7 +136,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
             max_records=args.max,
             idle_timeout_s=args.idle_timeout,
         ):
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+            shown = bare_value(record) if args.bare else record
+            print(json.dumps(shown, ensure_ascii=False), flush=True)
 
     asyncio.run(run())
     return 0
@@ -207,6 +208,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--max", type=int, metavar="N", help="stop after N records")
     p.add_argument(
         "--idle-timeout", type=float, metavar="S", help="stop after S seconds without records"
+    )
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="values only, one JSON line each (what `engine decide` and `plan compare` read)",
     )
     p.set_defaults(func=cmd_tail)
 

@@ -75,3 +75,50 @@ async def tail(
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
+
+
+def bare_value(record: dict[str, Any]) -> Any:
+    """What `engine tail --bare` prints for a record: its value alone (the JSON the
+    producer wrote), which `engine decide` and `engine plan compare` read directly."""
+    return record["value"]
+
+
+async def read_since(settings: Settings, topic: str, since_ms: int) -> list[dict[str, Any]]:
+    """Every record of ``topic`` with a timestamp at or after ``since_ms`` (epoch ms),
+    up to the end of each partition as it was when the read began, partition by
+    partition in offset order (as :func:`record_to_json` shows them)."""
+    partitions = await partitions_of(settings, topic)
+    if not partitions:
+        raise UsageError(f"topic {topic!r} does not exist (run `engine topics ensure`)")
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), group_id=None)
+    out: list[dict[str, Any]] = []
+    try:
+        await consumer.start()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+        for tp in tps:
+            found = starts.get(tp)
+            if found is None or found.offset >= ends[tp]:
+                continue
+            consumer.seek(tp, found.offset)
+            idle = 0
+            while await consumer.position(tp) < ends[tp] and idle < 5:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                # only control records (transaction markers) may be left below the end
+                idle = 0 if batch.get(tp) else idle + 1
+                for msg in batch.get(tp, []):
+                    if msg.offset < ends[tp]:
+                        out.append(
+                            record_to_json(
+                                msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                                msg.timestamp,
+                            )
+                        )  # fmt: skip
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnavailable(f"reading {topic} at {settings.kafka_bootstrap}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    return out

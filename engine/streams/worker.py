@@ -55,6 +55,8 @@ TICK_S = 1.0
 HOUSEKEEPING_S = 5.0
 MAX_BATCH = 2000
 COMMIT_TIMEOUT_S = 30.0
+SLOW_S = 0.5
+"""A batch handled or committed slower than this is logged (with its size)."""
 REOPEN_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 Records = list[ConsumerRecord[bytes, bytes]]
@@ -136,7 +138,11 @@ class Worker:
             await asyncio.gather(*(self._run(t, rs, now, tick) for t, rs in by_task.values()))
 
     async def _run(self, task: Task, records: Records, now: datetime, tick: bool) -> None:
+        began = time.monotonic()
         cp, effects = task.handle(records, now, tick)
+        if time.monotonic() - began > SLOW_S:
+            log.warning("%s: slow batch, %.0f ms to handle %d records", task.name,
+                        (time.monotonic() - began) * 1000, len(records))  # fmt: skip
         if cp.empty:
             return
         started = time.monotonic()
@@ -149,7 +155,11 @@ class Worker:
             await self._recover(task, exc)
             return
         task.committed()
-        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        self.metrics.commit_seconds.observe(took)
+        if took > SLOW_S:
+            log.warning("%s: slow commit, %.0f ms for %d records in, %d out",
+                        task.name, took * 1000, len(records), len(cp.outputs))  # fmt: skip
         self.metrics.batch_records.observe(len(records))
         self.metrics.transactions.labels(result="committed").inc()
         for fx in effects:
