@@ -41,7 +41,11 @@ INTERNAL_TOPICS = ("area-events",)
 """The worker's own topics: ``area-events`` carries acks, unit status, deadline ticks and
 forwarded incidents to the owner of an area, co-partitioned with ``incidents``."""
 
-ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS
+GATEWAY_TOPICS = ("audit",)
+"""The radio gateway's own topic: ``audit`` holds every handset reply it refused, with
+the reason (a forged or misdirected reply leaves a trace, never an ack)."""
+
+ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS
 
 
 class TopicNames(BaseModel):
@@ -57,6 +61,7 @@ class TopicNames(BaseModel):
     incident_state: str = "incident-state"
     deadletter: str = "deadletter"
     area_events: str = "engine-area-events"
+    audit: str = "audit"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
@@ -115,6 +120,28 @@ class Settings(BaseSettings):
     # --- processes ------------------------------------------------------------------
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     default_area: str = "tangxia"
+
+    # --- radio gateway (issue 14: what it may page, how replies are checked) -----------
+    radio_reply_key: SecretStr | None = Field(
+        default=None,
+        description="key of the per-recipient reply codes (default: a key file the "
+        "gateway creates under data_dir)",
+    )
+    radio_allow_numbers: tuple[str, ...] = Field(
+        default=(),
+        description="numbers outside the registry a call-out may text (the command centre)",
+    )
+    radio_max_sms_parts: int = Field(default=4, ge=1, le=10)
+    radio_callout_ttl_s: float = Field(
+        default=900.0, gt=0, description="older call-outs are dead-lettered as stale"
+    )
+    radio_reply_open_s: float = Field(
+        default=24 * 3600.0, gt=0, description="how long a reply code is valid after its page"
+    )
+    radio_reply_rate: int = Field(
+        default=6, ge=1, description="replies per number per radio_reply_rate_window_s"
+    )
+    radio_reply_rate_window_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -267,6 +267,9 @@ class DeadLetter(Record):
         "duplicate",
         "unknown_incident",
         "unknown_unit",
+        "stale",  # a call-out older than the gateway's TTL: not paged
+        "not_allowed",  # a number neither in the directory nor on the allow-list
+        "too_long",  # a call-out over the SMS part cap
         "other",
     ] = "invalid"
     at: AwareDatetime = Field(default_factory=utcnow)
