@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
 from engine.config import Settings
@@ -436,7 +436,7 @@ class Gateway:
                 await producer.send_and_wait(topic, value, key=key.encode("utf-8"))
                 return
             except KafkaError as exc:
-                if not getattr(exc, "retriable", False):
+                if not retriable(exc):
                     raise KafkaRefused(f"producing to {topic} refused: {exc!r}") from exc
                 log.warning("producing to %s failed: %s; retrying", topic, exc)
                 await asyncio.sleep(PRODUCE_RETRY)
@@ -461,6 +461,13 @@ class Gateway:
 
 class KafkaRefused(RadioError):
     """Kafka refused a record for a reason no retry can fix (e.g. a missing ACL)."""
+
+
+def retriable(exc: KafkaError) -> bool:
+    """Worth another try: the broker is away or busy, not saying no. aiokafka marks a
+    delivery timeout (broker unreachable for ``request_timeout_ms``) as not retriable,
+    but for a gateway that must not drop an ack it is just a longer hiccup."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaTimeoutError)
 
 
 _DEAD_LETTER_REASONS = frozenset({"stale", "not_allowed", "too_long"})
