@@ -160,3 +160,16 @@ async def test_unplug_mid_fan_out_delivers_each_sms_once(pty_modem: PtyModem) ->
     assert all(len(r) == 1 for r in refs)
     assert link.connects == 2
     assert Counter(r.number for r in pty_modem.modem.received) == Counter(numbers)
+
+
+async def test_the_port_is_opened_exclusively(pty_modem: PtyModem) -> None:
+    """A second link on the same device waits (logging why) until the first lets go."""
+    async with ModemLink(pty_modem.path, backoff_max=0.1) as first:
+        await asyncio.wait_for(first.wait_connected(), WITHIN)
+        async with ModemLink(pty_modem.path, backoff_max=0.1) as second:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(second.wait_connected(), 1.0)
+            assert second.connects == 0
+            await first.close()
+            await asyncio.wait_for(second.wait_connected(), WITHIN)
+            assert (await second.execute(Command("AT"))).ok
