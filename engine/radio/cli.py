@@ -150,11 +150,10 @@ def run_gateway(args: argparse.Namespace) -> int:
     from engine.radio.gateway import Gateway, KafkaRefused
     from engine.radio.metrics import GatewayMetrics
     from engine.radio.poc import DIALECTS
+    from engine.radio.send_loop import BookkeepingFailed
     from engine.radio.sent_log import SentLog
     from engine.radio.transport import ModemLink
     from engine.radio.voice import Voice
-
-    from engine.radio.send_loop import BookkeepingFailed
     from engine.rules.plan import load_plan
 
     settings = load_settings(args.config)

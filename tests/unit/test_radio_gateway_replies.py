@@ -10,9 +10,9 @@ from engine.config import Settings
 from engine.errors import ConfigError
 from engine.models import AckKind
 from engine.radio.directory import RadioEntry, StaticDirectory, mask_number, normalise_number
+from engine.radio.replies import CODE_ALPHABET, parse_reply
 from engine.radio.reply_check import AcceptedReply, RejectedReply, ReplyBook, ReplyRejection
 from engine.radio.reply_codes import load_reply_key, reply_code, with_code
-from engine.radio.replies import CODE_ALPHABET, parse_reply
 
 pytestmark = pytest.mark.unit
 
