@@ -173,3 +173,15 @@ async def test_the_port_is_opened_exclusively(pty_modem: PtyModem) -> None:
             await first.close()
             await asyncio.wait_for(second.wait_connected(), WITHIN)
             assert (await second.execute(Command("AT"))).ok
+
+
+async def test_a_modem_left_at_the_text_prompt_is_freed_on_connect(
+    modem: ModemSimulator, pty_modem: PtyModem
+) -> None:
+    """The last owner died at the ``> `` prompt: our init must not become message text."""
+    modem.feed(b'AT+CMGF=1\rAT+CMGS="13800138000"\r', 0.0)
+    modem.data_to_send()
+    async with ModemLink(pty_modem.path) as link:
+        await asyncio.wait_for(link.wait_connected(), WITHIN)
+        assert (await asyncio.wait_for(link.execute(Command("ATI")), WITHIN)).ok
+    assert modem.received == []  # nothing was sent as an SMS
