@@ -99,6 +99,12 @@ def acl_rules(settings: Settings) -> list[Acl]:
                                "incident-state", "area-events"])  # fmt: skip
     topics("worker", Op.WRITE, ["decisions", "callouts", "incident-state", "deadletter",
                                 "area-events"])  # fmt: skip
+    # the worker checks every topic's settings at start (`ensure_topics`): it may see them
+    from engine.config import ALL_TOPICS
+
+    for logical in ALL_TOPICS:
+        rules.append(Acl("User:worker", Resource.TOPIC, t(logical), Op.DESCRIBE))
+        rules.append(Acl("User:worker", Resource.TOPIC, t(logical), Op.DESCRIBE_CONFIGS))
     app = f"{prefix}{ROLE_GROUPS['worker']}"
     rules += [
         Acl("User:worker", Resource.TOPIC, app, Op.ALL, prefixed=True),
@@ -115,8 +121,6 @@ def acl_rules(settings: Settings) -> list[Acl]:
     topics("api", Op.READ, ["incident-state", "decisions"])
     rules.append(Acl("User:api", Resource.GROUP, ROLE_GROUPS["api"], Op.READ, True))
     # viewer: reads everything but the audit trail of refused replies
-    from engine.config import ALL_TOPICS
-
     topics("viewer", Op.READ, [x for x in ALL_TOPICS if x != "audit"])
     rules.append(Acl("User:viewer", Resource.GROUP, ROLE_GROUPS["viewer"], Op.READ, True))
     return rules

@@ -230,6 +230,11 @@ def _env_of(secure: LocalBroker, role: str, data_dir: Path) -> dict[str, str]:
     }
 
 
+def _made(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.mark.e2e
 def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -> None:
     """raise (api) -> decision, call-outs (worker) -> SMS (gateway, pty) -> replies ->
@@ -238,11 +243,12 @@ def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(role: str, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "-v", *args],
-            env=_env_of(secure, role, tmp_path / name), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (tmp_path / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "-v", *args],
+                env=_env_of(secure, role, _made(tmp_path / name)), stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
         procs.append(proc)
         return proc
 
@@ -261,12 +267,12 @@ def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -
         raised = subprocess.run(
             [sys.executable, "-m", "engine.cli", "raise", "--type", "fire", "--priority", "P1",
              "--lat", "22.8031", "--lon", "114.0842", "--address", "林村新围路12号"],
-            env=_env_of(secure, "api", tmp_path / "api"), capture_output=True, text=True,
+            env=_env_of(secure, "api", _made(tmp_path / "api")), capture_output=True, text=True,
             timeout=120, check=True,
         )  # fmt: skip
         incident_id = raised.stdout.strip().splitlines()[0]
         viewer = secure.role_settings("viewer")
-        states = asyncio.run(_states_until_on_scene(viewer, incident_id, within=240.0))
+        states = asyncio.run(_states_until_on_scene(viewer, incident_id, procs, within=240.0))
         for proc in procs:
             assert proc.poll() is None, _logs(tmp_path)
     finally:
@@ -282,10 +288,12 @@ def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -
     assert states[-1] == "on_scene", (states, _logs(tmp_path))
 
 
-async def _states_until_on_scene(settings: Settings, incident_id: str, within: float) -> list[str]:
+async def _states_until_on_scene(
+    settings: Settings, incident_id: str, procs: list[subprocess.Popen[bytes]], within: float
+) -> list[str]:
     states: list[str] = []
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
         states = [
             r["value"]["state"]
             async for r in tail(
