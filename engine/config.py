@@ -127,6 +127,9 @@ class Settings(BaseSettings):
         description="key of the per-recipient reply codes (default: a key file the "
         "gateway creates under data_dir)",
     )
+    radio_reply_key_file: Path | None = Field(
+        default=None, description="a file holding radio_reply_key (a mounted secret)"
+    )
     radio_allow_numbers: tuple[str, ...] = Field(
         default=(),
         description="numbers outside the registry a call-out may text (the command centre)",

@@ -5,7 +5,7 @@ paged number could answer for anyone. Now each recipient gets its own four chara
 ``HMAC-SHA256(key, incident / stage / address)`` in the reply alphabet: a reply carrying
 them proves it comes from someone who received that very SMS. The key never leaves the
 gateway (the worker and every Kafka reader see the incident code only); it comes from
-``ENGINE_RADIO_REPLY_KEY`` or, failing that, from a random key file the gateway creates
+``ENGINE_RADIO_REPLY_KEY`` (or the file ``ENGINE_RADIO_REPLY_KEY_FILE``) or, failing that, from a random key file the gateway creates
 once under its data directory (mode 0600), so codes survive a restart.
 """
 
@@ -45,6 +45,14 @@ def with_code(text: str, incident_id: str, code: str) -> str:
 def load_reply_key(settings: Settings) -> bytes:
     """The configured key, else the gateway's own key file (created on first use)."""
     configured = settings.radio_reply_key
+    if configured is None and settings.radio_reply_key_file is not None:
+        try:
+            value = settings.radio_reply_key_file.read_bytes().strip()
+        except OSError as exc:
+            raise ConfigError(f"radio_reply_key_file: cannot read: {exc}") from exc
+        if len(value) < 16:
+            raise ConfigError(f"{settings.radio_reply_key_file}: at least 16 characters")
+        return value
     if configured is not None:
         value = configured.get_secret_value().encode()
         if len(value) < 16:
