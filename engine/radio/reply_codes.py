@@ -5,8 +5,9 @@ paged number could answer for anyone. Now each recipient gets its own four chara
 ``HMAC-SHA256(key, incident / stage / address)`` in the reply alphabet: a reply carrying
 them proves it comes from someone who received that very SMS. The key never leaves the
 gateway (the worker and every Kafka reader see the incident code only); it comes from
-``ENGINE_RADIO_REPLY_KEY`` (or the file ``ENGINE_RADIO_REPLY_KEY_FILE``) or, failing that, from a random key file the gateway creates
-once under its data directory (mode 0600), so codes survive a restart.
+``ENGINE_RADIO_REPLY_KEY`` (or the file ``ENGINE_RADIO_REPLY_KEY_FILE``) or, failing
+that, from a random key file the gateway creates once under its data directory (mode
+0600), so codes survive a restart.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from engine.radio import ucs2
 from engine.radio.at_commands import CTRL_Z, Command
 from engine.radio.at_events import Urc
+from engine.radio.directory import mask_number
 from engine.radio.errors import MessageFormatError
 
 SINGLE_SMS_UNITS = 70
@@ -45,7 +46,7 @@ def send_command(number: str, text: str, timeout: float = SEND_TIMEOUT) -> Comma
         f'AT+CMGS="{ucs2.encode(number)}"',
         timeout=timeout,
         payload=ucs2.encode(text).encode("ascii") + CTRL_Z,
-        label=f"CMGS {number}",
+        label=f"CMGS {mask_number(number)}",  # labels reach logs: no phone numbers there
     )
 
 

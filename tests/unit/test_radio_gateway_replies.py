@@ -182,3 +182,21 @@ def test_directory_from_the_registry() -> None:
     assert entry.sms_number == radio.sms_number
     assert entry.poc_id == int(radio.poc_id)
     assert directory.radio_of_number(radio.sms_number) == radio.id
+
+
+def test_reply_key_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "radio_reply_key"
+    secret.write_text("from-a-mounted-secret-file\n")
+    assert load_reply_key(Settings(radio_reply_key_file=secret)) == b"from-a-mounted-secret-file"
+    secret.write_text("short")
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_reply_key(Settings(radio_reply_key_file=secret))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_reply_key(Settings(radio_reply_key_file=tmp_path / "missing"))
+
+
+def test_phone_numbers_stay_out_of_command_labels() -> None:
+    from engine.radio.sms import send_command
+
+    command = send_command("13800138000", "hi")
+    assert "13800138000" not in repr(command) and "8000" in repr(command)
