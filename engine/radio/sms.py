@@ -120,6 +120,37 @@ def parse_incoming(urc: Urc) -> IncomingSms:
     return IncomingSms(sender, _maybe_ucs2(urc.body), sent_at)
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """A delivery report (``AT+CSMP`` with status reports on): message reference and
+    TP-Status (0x00-0x1F: delivered; 0x20-0x3F: still trying; 0x40 and up: failed)."""
+
+    reference: int
+    status: int
+    recipient: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status < 0x20
+
+
+def parse_status_report(urc: Urc) -> StatusReport:
+    """``+CDS: <fo>,<mr>,["<ra>"],[<tora>],"<scts>","<dt>",<st>`` (text mode)."""
+    if urc.name != "+CDS":
+        raise MessageFormatError(f"not a +CDS: {urc.line!r}")
+    fields = next(csv.reader([urc.line[len("+CDS:") :].strip()], skipinitialspace=True), [])
+    if len(fields) < 7:
+        raise MessageFormatError(f"+CDS with {len(fields)} fields, 7 expected: {urc.line!r}")
+    try:
+        reference, status = int(fields[1]), int(fields[-1])
+    except ValueError:
+        raise MessageFormatError(f"+CDS reference or status not a number: {urc.line!r}") from None
+    if not (0 <= reference <= 255 and 0 <= status <= 255):
+        raise MessageFormatError(f"+CDS reference or status out of range: {urc.line!r}")
+    recipient = _maybe_ucs2(fields[2]) if fields[2] else None
+    return StatusReport(reference, status, recipient)
+
+
 def parse_timestamp(scts: str) -> datetime | None:
     """``yy/MM/dd,hh:mm:ss±zz`` with ``zz`` in quarter hours; None when malformed."""
     m = _SCTS.fullmatch(scts.strip())
