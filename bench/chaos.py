@@ -351,54 +351,37 @@ class Chaos:
                 self.report.faults["SIGKILL after modem accepted, before commit"] += 1
             gw.start()
 
-    async def unplug_during_fan_out(self, host: PtyModem, gw: GatewayProcess, times: int) -> None:
+    async def during_fan_out(
+        self, gw: GatewayProcess, host: PtyModem, fault: str, times: int
+    ) -> None:
+        """``fault`` ("unplug" or "reboot") when the modem receives the n-th AT+CMGS of a
+        fan-out (n random); then every call-out must still arrive, once."""
         for _ in range(times):
             seen = 0
             nth = self.rng.randint(2, FAN_OUT - 1)
             done = asyncio.Event()
 
-            def pull(line: str, nth: int = nth, done: asyncio.Event = done) -> None:
+            def strike(line: str, nth: int = nth, done: asyncio.Event = done) -> None:
                 nonlocal seen
                 if line.upper().startswith("AT+CMGS"):
                     seen += 1
                     if seen == nth:
-                        host.unplug()
+                        host.unplug() if fault == "unplug" else host.reboot()
                         done.set()
 
-            host.on_command = pull
+            host.on_command = strike
             await self.publish(self.fan_out())
             async with asyncio.timeout(WITHIN):
                 while not done.is_set():
                     gw.check()
                     await asyncio.sleep(0.05)
             host.on_command = None
-            self.report.faults["unplugged during a fan-out"] += 1
-            await asyncio.sleep(0.3)
-            host.replug()
-            await self.all_received(gw)
-
-    async def reboot_during_fan_out(self, host: PtyModem, gw: GatewayProcess, times: int) -> None:
-        for _ in range(times):
-            seen = 0
-            nth = self.rng.randint(2, FAN_OUT - 1)
-            done = asyncio.Event()
-
-            def boot(line: str, nth: int = nth, done: asyncio.Event = done) -> None:
-                nonlocal seen
-                if line.upper().startswith("AT+CMGS"):
-                    seen += 1
-                    if seen == nth:
-                        host.reboot()
-                        done.set()
-
-            host.on_command = boot
-            await self.publish(self.fan_out())
-            async with asyncio.timeout(WITHIN):
-                while not done.is_set():
-                    gw.check()
-                    await asyncio.sleep(0.05)
-            host.on_command = None
-            self.report.faults["module rebooted during a fan-out"] += 1
+            if fault == "unplug":
+                self.report.faults["unplugged during a fan-out"] += 1
+                await asyncio.sleep(0.3)
+                host.replug()
+            else:
+                self.report.faults["module rebooted during a fan-out"] += 1
             await self.all_received(gw)
 
     async def all_received(self, gw: GatewayProcess) -> None:
@@ -448,8 +431,8 @@ class Chaos:
                 await self.publish_bad()
                 await self.kill_in_window(gw, kills)
                 await self.all_received(gw)
-                await self.unplug_during_fan_out(host, gw, unplugs)
-                await self.reboot_during_fan_out(host, gw, reboots)
+                await self.during_fan_out(gw, host, "unplug", unplugs)
+                await self.during_fan_out(gw, host, "reboot", reboots)
                 await self.all_received(gw)
                 keys = set(self.expected.values())
                 delivered = await self.delivered_keys(len(keys))

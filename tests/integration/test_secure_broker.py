@@ -179,22 +179,10 @@ async def test_plaintext_and_wrong_passwords_are_refused_without_leaking_secrets
 @pytest.mark.integration
 def test_the_cli_fails_fast_and_says_why(secure: LocalBroker, tmp_path: Path) -> None:
     def run(role: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        settings = secure.role_settings(role)
-        password = settings.kafka_sasl_password
-        assert password is not None
-        full = {
-            **os.environ,
-            "ENGINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "ENGINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "ENGINE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "ENGINE_KAFKA_SASL_USERNAME": role,
-            "ENGINE_KAFKA_SASL_PASSWORD": password.get_secret_value(),
-            "ENGINE_KAFKA_CA_FILE": str(secure.files.ca),
-            **env,
-        }
         return subprocess.run(
-            [sys.executable, "-m", "engine.cli", *args], env=full, capture_output=True,
-            text=True, timeout=120, check=False,
+            [sys.executable, "-m", "engine.cli", *args],
+            env={**_env_of(secure, role, _made(tmp_path / role)), **env},
+            capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
     raised = ["raise", "--type", "fire", "--priority", "P1", "--lat", "22.80", "--lon", "114.08"]
