@@ -23,7 +23,7 @@ GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 NATIVE_SRC   := engine/rules/decide.py engine/rules/nearby.py engine/rules/availability.py
 NATIVE_STAMP := engine/rules/.native-built
 
-.PHONY: all venv native sysdeps demo test lint broker-start broker-stop topics schemas clean
+.PHONY: all venv native sysdeps demo test chaos lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -75,6 +75,13 @@ test: venv native sysdeps
 	trap '$(ENGINE) broker stop' EXIT; \
 	$(ENGINE) topics ensure; \
 	$(VENV)/bin/python -m pytest
+
+# Gateway chaos (issue 14): 10 SIGKILLs between "modem accepted" and "offset committed",
+# 10 unplugs and 3 module reboots during fan-outs, garbled bytes and bad records, against
+# a real `engine gateway`, its own broker on free ports and a pty. Prints the table
+# (README) and writes bench/results/chaos.json. `make test` runs a short version.
+chaos: venv native
+	$(VENV)/bin/python bench/chaos.py
 
 lint: venv
 	$(VENV)/bin/ruff check engine tests bench tools

@@ -54,14 +54,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except EngineError as exc:
-        print(f"engine: error: {exc}", file=sys.stderr)
+        print(f"engine: error: {_explained(args, exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from engine.kafka.connection import AUTHORIZATION_ERRORS, not_authorised
+
+        if not isinstance(exc, AUTHORIZATION_ERRORS):
+            raise
+        from engine.config import load_settings
+
+        print(f"engine: error: {not_authorised(load_settings(args.config), exc)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `engine tail ... | head`
         sys.stderr.close()
         return 0
     return code
+
+
+def _explained(args: argparse.Namespace, exc: EngineError) -> str:
+    """A Kafka that does not answer may be a secured one refusing us: say which."""
+    from engine.errors import KafkaUnavailable
+
+    if not isinstance(exc, KafkaUnavailable):
+        return str(exc)
+    import asyncio
+
+    from engine.config import load_settings
+    from engine.kafka.connection import diagnose
+
+    try:
+        refused = asyncio.run(diagnose(load_settings(args.config)))
+    except EngineError:
+        return str(exc)
+    return refused or str(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     from engine.broker.local import LocalBroker
 
-    broker = LocalBroker(_settings(args))
+    broker = LocalBroker(_settings(args), secure=args.secure)
     if args.action == "start":
         _, message = broker.start()
         print(message)
@@ -177,6 +177,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     p = sub.add_parser("broker", help="the local single-node Kafka broker (KRaft)")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL (SCRAM-SHA-512) with a CA of its own and ACLs per role (worker, "
+        "gateway, api, viewer); client settings in <data dir>/broker/secure/clients/",
+    )
     p.set_defaults(func=cmd_broker)
 
     p = sub.add_parser("topics", help="create the engine's topics with their settings")

@@ -46,7 +46,11 @@ carries acks, unit status, operator actions and forwarded incidents to the owner
 area; ``area-state`` (compacted) is the changelog of the areas' state, written in the
 same transactions as the outputs and restored when a partition is assigned."""
 
-ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS
+GATEWAY_TOPICS = ("audit",)
+"""The radio gateway's own topic: ``audit`` holds every handset reply it refused, with
+the reason (a forged or misdirected reply leaves a trace, never an ack)."""
+
+ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS
 
 
 class TopicNames(BaseModel):
@@ -63,6 +67,7 @@ class TopicNames(BaseModel):
     deadletter: str = "deadletter"
     area_events: str = "engine-area-events"
     area_state: str = "engine-area-state"
+    audit: str = "audit"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
@@ -121,6 +126,31 @@ class Settings(BaseSettings):
     # --- processes ------------------------------------------------------------------
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     default_area: str = "tangxia"
+
+    # --- radio gateway (issue 14: what it may page, how replies are checked) -----------
+    radio_reply_key: SecretStr | None = Field(
+        default=None,
+        description="key of the per-recipient reply codes (default: a key file the "
+        "gateway creates under data_dir)",
+    )
+    radio_reply_key_file: Path | None = Field(
+        default=None, description="a file holding radio_reply_key (a mounted secret)"
+    )
+    radio_allow_numbers: tuple[str, ...] = Field(
+        default=(),
+        description="numbers outside the registry a call-out may text (the command centre)",
+    )
+    radio_max_sms_parts: int = Field(default=4, ge=1, le=10)
+    radio_callout_ttl_s: float = Field(
+        default=900.0, gt=0, description="older call-outs are dead-lettered as stale"
+    )
+    radio_reply_open_s: float = Field(
+        default=24 * 3600.0, gt=0, description="how long a reply code is valid after its page"
+    )
+    radio_reply_rate: int = Field(
+        default=6, ge=1, description="replies per number per radio_reply_rate_window_s"
+    )
+    radio_reply_rate_window_s: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -291,6 +291,9 @@ class DeadLetter(Record):
         "clock_skew",
         "duplicate_id",
         "engine_error",
+        "stale",  # a call-out older than the gateway's TTL: not paged
+        "not_allowed",  # a number neither in the directory nor on the allow-list
+        "too_long",  # a call-out over the SMS part cap
         "other",
     ] = "invalid"
     original_size: int | None = Field(

@@ -21,6 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.broker.jars import BrokerJars, resolve_jars
+from engine.broker.secure import (
+    ADMIN,
+    MECHANISM,
+    ROLES,
+    SecureFiles,
+    acl_rules,
+    ensure_acls,
+    private_write,
+    scram_arguments,
+    server_lines,
+)
 from engine.config import Settings
 from engine.errors import BrokerError, KafkaUnavailable
 from engine.kafka.connection import BrokerInfo, probe
@@ -41,9 +52,12 @@ class BrokerStatus:
 
 
 class LocalBroker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, secure: bool = False) -> None:
         self.settings = settings
         self.home = settings.data_dir.resolve() / "broker"
+        self.files = SecureFiles(self.home / "secure")
+        # --secure, or storage formatted secure earlier (status, stop, a plain `start`)
+        self.secure = secure or self._secure_marker.is_file()
         self.pid_file = self.home / "broker.pid"
         self.log_dir = self.home / "logs"
         self.storage = self.home / "kraft-logs"
@@ -51,21 +65,31 @@ class LocalBroker:
         # Set when this object started the broker: it is then our child to reap.
         self._proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def _secure_marker(self) -> Path:
+        return self.home / "secure" / "formatted-secure"
+
     # --- files ----------------------------------------------------------------------
     def server_properties(self) -> str:
         s = self.settings
-        return "\n".join(
-            [
-                "# written by `engine broker start`; edits are overwritten",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={HOST}:{s.broker_controller_port}",
+        if self.secure:
+            listeners = server_lines(self.files, HOST, s.broker_port, s.broker_controller_port)
+        else:
+            listeners = [
                 f"listeners=PLAINTEXT://{HOST}:{s.broker_port},"
                 f"CONTROLLER://{HOST}:{s.broker_controller_port}",
                 f"advertised.listeners=PLAINTEXT://{HOST}:{s.broker_port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        return "\n".join(
+            [
+                "# written by `engine broker start`; edits are overwritten",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={HOST}:{s.broker_controller_port}",
+                *listeners,
                 f"log.dirs={self.storage}",
                 "num.partitions=1",
                 # one node: internal topics cannot have more replicas than that
@@ -146,11 +170,20 @@ class LocalBroker:
     def _cached_version_file(self) -> Path:
         return self.home / "version"
 
-    async def _probe(self, timeout_s: float) -> BrokerInfo:
+    def admin_settings(self) -> Settings:
+        """Settings that reach this broker as its super user."""
         local = self.settings.model_copy(
             update={"kafka_bootstrap": self.bootstrap, "kafka_security_protocol": "PLAINTEXT"}
         )
-        return await probe(local, timeout_s=timeout_s)
+        return self.files.client_settings(local, ADMIN) if self.secure else local
+
+    def role_settings(self, role: str) -> Settings:
+        """Settings for one role's principal (secure broker only)."""
+        local = self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
+        return self.files.client_settings(local, role)
+
+    async def _probe(self, timeout_s: float) -> BrokerInfo:
+        return await probe(self.admin_settings(), timeout_s=timeout_s)
 
     def start(self, jars: BrokerJars | None = None) -> tuple[bool, str]:
         """Start and wait until a metadata request is answered.
@@ -166,11 +199,20 @@ class LocalBroker:
                     f"port {HOST}:{port} is taken by another process; stop it or choose "
                     "other ports (ENGINE_BROKER_PORT, ENGINE_BROKER_CONTROLLER_PORT)"
                 )
+        formatted = (self.storage / "meta.properties").is_file()
+        if self.secure and formatted and not self._secure_marker.is_file():
+            raise BrokerError(
+                f"{self.storage} was formatted without --secure (no SCRAM credentials); "
+                "use another ENGINE_DATA_DIR or remove it"
+            )
+        if self.secure:
+            self.files.ensure()
         jars = jars or resolve_jars(self.settings.jar_cache)
         java = _java()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         props = self.home / "server.properties"
-        props.write_text(self.server_properties(), encoding="utf-8")
+        # 0600: in secure mode it holds the broker's own SASL passwords
+        private_write(props, self.server_properties().encode("utf-8"))
         log4j = self.home / "log4j2.properties"
         log4j.write_text(self.log4j2_properties(), encoding="utf-8")
         version = jars.version
@@ -209,12 +251,25 @@ class LocalBroker:
             self.pid_file.unlink(missing_ok=True)
             raise
         fetched = "fetched now" if jars.fetched_now else "cached"
+        secured = ""
+        if self.secure:
+            self.files.write_env_files(self.bootstrap)
+            try:
+                count = asyncio.run(ensure_acls(self.admin_settings(), acl_rules(self.settings)))
+            except BaseException:
+                self.stop()
+                raise
+            secured = (
+                f"; SASL_SSL ({MECHANISM}), {count} ACLs for roles {', '.join(ROLES)}; "
+                f"client settings in {self.files.root / 'clients'}"
+            )
         return True, (
             f"Apache Kafka {version} ({jars.source} jars, {fetched}) started (pid {proc.pid})"
-            f" at {self.bootstrap}; wire protocol {info.protocol_generation}"
+            f" at {self.bootstrap}; wire protocol {info.protocol_generation}{secured}"
         )
 
     def _format(self, base: list[str], props: Path) -> None:
+        scram = scram_arguments(self.files) if self.secure else []
         uuid = _run([*base, "kafka.tools.StorageTool", "random-uuid"]).strip().splitlines()[-1]
         # --standalone: this node alone is the initial KRaft voter set (needed with
         # controller.quorum.bootstrap.servers, KIP-853 dynamic quorums)
@@ -229,8 +284,12 @@ class LocalBroker:
                 str(props),
                 "--standalone",
                 "--ignore-formatted",
-            ]
+                *scram,
+            ],
+            secrets=[self.files.password(p) for p in (ADMIN, *ROLES)] if self.secure else [],
         )
+        if self.secure:
+            self._secure_marker.write_text("SCRAM credentials added at format\n")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> BrokerInfo:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -323,11 +382,13 @@ def _java() -> str:
     return java
 
 
-def _run(cmd: list[str]) -> str:
+def _run(cmd: list[str], secrets: list[str] | None = None) -> str:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BrokerError(
-            f"{' '.join(cmd[-6:])} failed (exit {result.returncode}):\n"
-            + "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        message = f"{' '.join(cmd[-6:])} failed (exit {result.returncode}):\n" + "\n".join(
+            (result.stdout + result.stderr).strip().splitlines()[-15:]
         )
+        for secret in secrets or ():
+            message = message.replace(secret, "**********")
+        raise BrokerError(message)
     return result.stdout

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.admin import ApiVersionRequest
 
@@ -106,6 +115,9 @@ async def probe(settings: Settings, timeout_s: float = 5.0) -> BrokerInfo:
             node = min(b.nodeId for b in brokers)
             response = await client.send(node, ApiVersionRequest())
     except (KafkaError, OSError, TimeoutError) as exc:
+        refused = await diagnose(settings)
+        if refused is not None:
+            raise KafkaUnavailable(refused) from None  # the cause may quote the handshake
         raise KafkaUnavailable(
             f"no Kafka answers at {settings.kafka_bootstrap}: {exc or type(exc).__name__} "
             "(start one with `engine broker start`, or set ENGINE_KAFKA_BOOTSTRAP)"
@@ -116,6 +128,53 @@ async def probe(settings: Settings, timeout_s: float = 5.0) -> BrokerInfo:
     versions = {k: (lo, hi) for k, lo, hi in response.api_versions}
     names = tuple(sorted(f"{b.host}:{b.port}" for b in brokers))
     return BrokerInfo(brokers=names, api_versions=versions)
+
+
+async def diagnose(settings: Settings, timeout_s: float = 5.0) -> str | None:
+    """Why a secured broker that answers refuses us, in words (never the password):
+    wrong credentials, or a certificate we do not trust. None when it is not that."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    host, _, port = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")
+    kw = client_kwargs(settings)
+    kw.pop("bootstrap_servers")
+    kw.pop("client_id")
+    try:
+        async with asyncio.timeout(timeout_s):
+            conn = await create_conn(host, int(port), **kw)
+        conn.close()
+    except SaslAuthenticationFailed:
+        return (
+            f"Kafka at {settings.kafka_bootstrap} refused the credentials of user "
+            f"{settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}): wrong "
+            "password or unknown user (ENGINE_KAFKA_SASL_USERNAME / ENGINE_KAFKA_SASL_PASSWORD)"
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"the certificate of Kafka at {settings.kafka_bootstrap} is not trusted: "
+            f"{exc.verify_message} (ENGINE_KAFKA_CA_FILE={settings.kafka_ca_file})"
+        )
+    except (KafkaError, OSError, TimeoutError, ValueError):
+        return None
+    return None
+
+
+AUTHORIZATION_ERRORS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    ClusterAuthorizationFailedError,
+)
+
+
+def not_authorised(settings: Settings, exc: KafkaError) -> str:
+    """A missing ACL, in words: which principal, which refusal."""
+    who = settings.kafka_sasl_username or "the anonymous principal"
+    what = str(exc).split(":", 1)[-1].strip() or type(exc).__name__
+    return (
+        f"Kafka at {settings.kafka_bootstrap} does not allow {who!r} this "
+        f"({type(exc).__name__}: {what}): a missing ACL, or the wrong principal for this job"
+    )
 
 
 async def partitions_of(settings: Settings, topic: str) -> set[int]:

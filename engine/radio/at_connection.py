@@ -98,8 +98,14 @@ class AtConnection:
         self._start_next(now)
 
     def connection_made(self, now: float) -> None:
-        """A (new) port is open: start over with the init sequence, keep the queue."""
+        """A (new) port is open: start over with the init sequence, keep the queue.
+
+        The init starts with ESC: a modem left in SMS text entry (its last owner died at
+        the ``> `` prompt) would otherwise take every command for message text, for
+        ever. Outside text entry a modem ignores it."""
         self._connected = True
+        if self.init:
+            self._outbox += ESC
         self._requeue_init()
         self._start_next(now)
 

@@ -72,6 +72,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     gw.add_argument("--voice", default="cmn", help="espeak-ng voice for PoC call-outs")
     gw.add_argument("--tx-timeout", type=float, default=60.0, metavar="S")
+    gw.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="NUMBER",
+        help="a number outside the registry call-outs may text (repeatable; also "
+        "ENGINE_RADIO_ALLOW_NUMBERS and the plan's command centre)",
+    )
+    gw.add_argument(
+        "--plan", type=Path, metavar="FILE", help="response plan (its command centre's number)"
+    )
     gw.set_defaults(func=run_gateway)
 
     radio = sub.add_parser("radio", help="technician commands for a modem or radio")
@@ -136,14 +147,19 @@ def _slug(text: str) -> str:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from engine.radio.gateway import Gateway
+    from engine.radio.gateway import Gateway, KafkaRefused
     from engine.radio.metrics import GatewayMetrics
     from engine.radio.poc import DIALECTS
+    from engine.radio.send_loop import BookkeepingFailed
     from engine.radio.sent_log import SentLog
     from engine.radio.transport import ModemLink
     from engine.radio.voice import Voice
+    from engine.rules.plan import load_plan
 
     settings = load_settings(args.config)
+    centre = load_plan(args.plan).plan.command_centre.sms_number
+    allow = (*settings.radio_allow_numbers, *args.allow, *([centre] if centre else []))
+    settings = settings.model_copy(update={"radio_allow_numbers": tuple(dict.fromkeys(allow))})
     directory = _directory(args.registry)
     radio_id = args.radio_id or f"gateway-{_slug(Path(args.device).name)}"
     dialect = None
@@ -178,8 +194,28 @@ def run_gateway(args: argparse.Namespace) -> int:
         finally:
             sent.close()
 
-    _run(main())
+    try:
+        _run(main())
+    except ExceptionGroup as group:
+        # Never swallowed: the page's offset stays uncommitted, so the restart (systemd,
+        # Kubernetes) finishes it from the sent log without paging again.
+        fatal, _ = group.split((BookkeepingFailed, KafkaRefused))
+        if fatal is None:
+            raise
+        for exc in _leaves(fatal):
+            print(f"engine gateway: {exc}", file=sys.stderr)
+        return EXIT_BOOKKEEPING
     return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+EXIT_BOOKKEEPING = 75  # EX_TEMPFAIL: restart me
 
 
 # --- engine radio send / ptt ------------------------------------------------------------

@@ -54,6 +54,12 @@ def normalise_number(number: str) -> str:
     return digits
 
 
+def mask_number(number: str) -> str:
+    """A phone number for logs: the last four digits only (``*******1530``)."""
+    digits = normalise_number(number)
+    return "*" * max(0, len(digits) - 4) + digits[-4:]
+
+
 def talk_group_number(name: str) -> int:
     """The numeric PoC group id of a talk group.
 

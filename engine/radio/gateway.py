@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
 from engine.config import Settings
@@ -30,13 +31,14 @@ from engine.kafka.connection import client_kwargs, producer_kwargs
 from engine.models import Ack, AckKind, CallOut, DeadLetter, UnitStatus
 from engine.radio import at_events as ev
 from engine.radio import poc, sms
-from engine.radio.directory import RadioDirectory
+from engine.radio.directory import RadioDirectory, mask_number
 from engine.radio.errors import MessageFormatError, RadioError
 from engine.radio.gateway_history import read_delivered
 from engine.radio.gateway_queue import OffsetTracker, Pending
 from engine.radio.metrics import GatewayMetrics
-from engine.radio.pager import Paged, Pager
-from engine.radio.reply_check import AcceptedReply, CalledBook, ReplyRejection
+from engine.radio.pager import Paged, Pager, PageRefused
+from engine.radio.reply_check import AcceptedReply, RejectedReply, ReplyBook, ReplyRejection
+from engine.radio.reply_codes import load_reply_key, reply_code, with_code
 from engine.radio.send_loop import SendLoop
 from engine.radio.sent_log import KEEP_FOR, SentEntry, SentLog
 from engine.radio.transport import ModemLink
@@ -67,6 +69,7 @@ class Gateway:
         window: int = 2,
         read_history: bool = True,
         clock: Callable[[], float] = time.time,
+        reply_key: bytes | None = None,
     ) -> None:
         self.settings = settings
         self.link = link
@@ -78,10 +81,24 @@ class Gateway:
         self.group_id = group_id
         self.read_history = read_history
         self.clock = clock
-        self.book = CalledBook()
+        self.reply_key = reply_key if reply_key is not None else load_reply_key(settings)
+        self.book = ReplyBook(
+            open_for=settings.radio_reply_open_s,
+            rate=settings.radio_reply_rate,
+            rate_window=settings.radio_reply_rate_window_s,
+        )
         self._areas: dict[str, str] = {}
+        self._acked: set[str] = set()  # keys whose delivered Ack is known to be on `acks`
         self.offsets = OffsetTracker()
-        self.pager = Pager(link, directory, dialect=dialect, voice=voice, metrics=self.metrics)
+        self.pager = Pager(
+            link,
+            directory,
+            dialect=dialect,
+            voice=voice,
+            metrics=self.metrics,
+            allow=settings.radio_allow_numbers,
+            max_parts=settings.radio_max_sms_parts,
+        )
         self.sender = SendLoop(
             self.pager,
             on_sent=self._on_sent,
@@ -89,6 +106,8 @@ class Gateway:
             on_paged=self._on_paged,
             window=window,
             metrics=self.metrics,
+            ttl=settings.radio_callout_ttl_s,
+            clock=clock,
         )
         self._topic = settings.topic("callouts")
         self._waiting: dict[str, list[tuple[int, int]]] = {}  # key -> its (partition, offset)s
@@ -105,14 +124,22 @@ class Gateway:
         await producer.start()
         self._producer = producer
         try:
+            if self.sent.skipped:
+                self.metrics.sent_log_bad_lines.inc(self.sent.skipped)
+                log.warning("%d unreadable sent-log lines skipped", self.sent.skipped)
+            for entry in list(self.sent.entries.values()):
+                self._remember(entry)
             if self.read_history:
                 for entry in await read_delivered(self.settings, self.clock() - KEEP_FOR):
+                    self._acked.add(entry.key)
                     self._remember(entry)
             consumer = AIOKafkaConsumer(
                 **client_kwargs(self.settings),
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # the worker's outputs are transactional: never page an aborted call-out
+                isolation_level="read_committed",
             )
             consumer.subscribe([self._topic], listener=_Rebalance(self))
             await consumer.start()
@@ -132,8 +159,17 @@ class Gateway:
             await producer.stop()
 
     def _remember(self, entry: SentEntry) -> None:
+        """A page sent before (this log, or a ``delivered`` Ack): never again, and its
+        reply code, area and stand-down still count."""
         self.sent.remember(entry)
-        self.book.called(entry.incident_id, entry.radio_id, entry.at)
+        self._remember_area(entry.incident_id, entry.area)
+        if entry.stand_down:
+            self.book.close(entry.incident_id, entry.at)
+        else:
+            code = reply_code(self.reply_key, entry.incident_id, entry.stage, entry.radio_id)
+            self.book.issued(
+                code, entry.incident_id, entry.stage, entry.radio_id, entry.at, entry.to
+            )
 
     # -- callouts in ----------------------------------------------------------------------
 
@@ -154,15 +190,26 @@ class Gateway:
             await self._finish(partition, offset)
             return
         key = callout.idempotency_key
+        if _is_stand_down(callout):
+            # operators ended the incident: its codes take no more replies from now on
+            self.book.close(callout.incident_id, self.clock())
         if key in self.sent:
             log.info("call-out %s already paged; not paging again", key)
             self.metrics.callouts_skipped.labels("duplicate").inc()
+            if key not in self._acked:
+                # paged, but the gateway died before its Ack was known to be published
+                await self._publish_delivered(callout, self.sent.entries[key].at, ())
             await self._finish(partition, offset)
             return
         if key in self._waiting:  # the same key twice in the log: one page for both
             self._waiting[key].append((partition, offset))
             return
         self._waiting[key] = [(partition, offset)]
+        if not _is_stand_down(callout):
+            code = reply_code(self.reply_key, callout.incident_id, callout.stage, callout.radio_id)
+            callout = callout.model_copy(
+                update={"text": with_code(callout.text, callout.incident_id, code)}
+            )
         self.sender.put(Pending(callout, partition, offset, _decided_at(callout, record)))
 
     def _revoked(self, partitions: set[int]) -> None:
@@ -178,38 +225,57 @@ class Gateway:
         """Runs the instant the modem accepted: durable before anything can interleave."""
         c = item.callout
         now = self.clock()
-        self.sent.add(SentEntry(c.idempotency_key, c.incident_id, c.radio_id, now))
-        self.book.called(c.incident_id, c.radio_id, now)
-        self._remember_area(c.incident_id, getattr(c, "area", None))
+        area = getattr(c, "area", None)
+        to = getattr(c, "to", None) if self.directory.entry(c.radio_id) is None else None
+        entry = SentEntry(
+            c.idempotency_key,
+            c.incident_id,
+            c.radio_id,
+            now,
+            stage=c.stage,
+            area=area if isinstance(area, str) else None,
+            stand_down=_is_stand_down(c),
+            to=to if isinstance(to, str) else None,
+        )
+        self.sent.add(entry)
+        self._remember(entry)
         self.metrics.callouts_sent.labels(c.channel.value).inc()
         if item.decided_at is not None:
             self.metrics.decision_to_callout.observe(max(0.0, now - item.decided_at))
 
     async def _on_sent(self, item: Pending, paged: Paged) -> None:
         c = item.callout
+        await self._publish_delivered(c, self.clock(), paged.refs)
+        await self._finish_key(c.idempotency_key)
+
+    async def _publish_delivered(self, c: CallOut, at: float, refs: tuple[int, ...]) -> None:
         ack = Ack.model_validate(
             {
                 "incident_id": c.incident_id,
                 "radio_id": c.radio_id,
                 "kind": AckKind.DELIVERED,
-                "at": datetime.fromtimestamp(self.clock(), UTC),
+                "at": datetime.fromtimestamp(at, UTC),
                 "idempotency_key": c.idempotency_key,
                 "area": getattr(c, "area", None),
                 "stage": c.stage,
                 "channel": c.channel.value,
-                "message_refs": list(paged.refs),
+                "message_refs": list(refs),
+                "stand_down": _is_stand_down(c) or None,
                 "source": SOURCE,
             }
         )
         await self._produce("acks", c.incident_id, ack.to_json_bytes())
-        await self._finish_key(c.idempotency_key)
+        self._acked.add(c.idempotency_key)
 
     async def _on_failed(self, item: Pending, error: RadioError) -> None:
         c = item.callout
-        self.metrics.callouts_skipped.labels("refused").inc()
+        reason = error.reason if isinstance(error, PageRefused) else "refused"
+        self.metrics.callouts_skipped.labels(reason).inc()
+        letter_reason = reason if reason in _DEAD_LETTER_REASONS else "other"
         await self._dead_letter(
-            c.to_json_bytes(), c.radio_id.encode(), item.partition, item.offset, str(error), "other"
-        )
+            c.to_json_bytes(), c.radio_id.encode(), item.partition, item.offset, str(error),
+            letter_reason,
+        )  # fmt: skip
         await self._finish_key(c.idempotency_key)
 
     async def _finish_key(self, key: str) -> None:
@@ -257,11 +323,11 @@ class Gateway:
         try:
             incoming = sms.parse_incoming(urc)
         except MessageFormatError as exc:
-            self._reject(ReplyRejection.MALFORMED, "?", urc.line, str(exc))
+            await self._reject(RejectedReply(ReplyRejection.MALFORMED, "?", urc.line), str(exc))
             return
         result = self.book.check(incoming.sender, incoming.text, self.directory, self.clock())
         if not isinstance(result, AcceptedReply):
-            self._reject(result.reason, incoming.sender, incoming.text, "")
+            await self._reject(result, "")
             return
         ack = Ack.model_validate(
             {
@@ -271,6 +337,7 @@ class Gateway:
                 "at": datetime.fromtimestamp(self.clock(), UTC),
                 "channel": "sms",
                 "area": self._areas.get(result.incident_id),
+                "stage": result.stage,
                 "note": result.note or None,
                 "sent_at": incoming.sent_at.isoformat() if incoming.sent_at else None,
                 "source": SOURCE,
@@ -288,9 +355,31 @@ class Gateway:
         while len(self._areas) > _AREAS_KEPT:
             self._areas.pop(next(iter(self._areas)))
 
-    def _reject(self, reason: ReplyRejection, sender: str, text: str, detail: str) -> None:
-        self.metrics.replies_rejected.labels(reason.value).inc()
-        log.warning("reply rejected (%s) from %s: %r %s", reason.value, sender, text, detail)
+    async def _reject(self, rejected: RejectedReply, detail: str) -> None:
+        """Counted, logged (number masked) and written to the audit topic; never acked."""
+        reason = rejected.reason.value
+        self.metrics.replies_rejected.labels(reason).inc()
+        sender = rejected.sender
+        log.warning(
+            "reply rejected (%s) from %s: %r %s", reason, mask_number(sender), rejected.text[:80],
+            detail,
+        )  # fmt: skip
+        record = {
+            "schema_version": 1,
+            "kind": "reply_rejected",
+            "reason": reason,
+            "sender": sender,
+            "text": rejected.text[:500],
+            "incident_id": rejected.incident_id,
+            "radio_id": rejected.radio_id,
+            "area": self._areas.get(rejected.incident_id or ""),
+            "detail": detail[:500] or None,
+            "gateway": self.radio_id,
+            "at": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
+            "source": SOURCE,
+        }
+        value = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        await self._produce("audit", rejected.radio_id or sender, value)
 
     async def _on_poc(self, report: poc.PocEvent | None) -> None:
         if isinstance(report, poc.NetworkDown):
@@ -335,7 +424,10 @@ class Gateway:
     # -- Kafka out ------------------------------------------------------------------------
 
     async def _produce(self, logical: str, key: str, value: bytes) -> None:
-        """Until Kafka takes it: an ack or status is never dropped for a broker hiccup."""
+        """Until Kafka takes it: an ack or status is never dropped for a broker hiccup.
+
+        Only retriable errors are retried; anything else (not authorised, record too
+        large, unknown topic) raises :class:`KafkaRefused` at once: retrying cannot help."""
         producer = self._producer
         assert producer is not None
         topic = self.settings.topic(logical)
@@ -344,6 +436,8 @@ class Gateway:
                 await producer.send_and_wait(topic, value, key=key.encode("utf-8"))
                 return
             except KafkaError as exc:
+                if not retriable(exc):
+                    raise KafkaRefused(f"producing to {topic} refused: {exc!r}") from exc
                 log.warning("producing to %s failed: %s; retrying", topic, exc)
                 await asyncio.sleep(PRODUCE_RETRY)
 
@@ -363,6 +457,24 @@ class Gateway:
         )  # fmt: skip
         dead_key = key.decode("utf-8", "replace") if key else "callouts"
         await self._produce("deadletter", dead_key, letter.to_json_bytes())
+
+
+class KafkaRefused(RadioError):
+    """Kafka refused a record for a reason no retry can fix (e.g. a missing ACL)."""
+
+
+def retriable(exc: KafkaError) -> bool:
+    """Worth another try: the broker is away or busy, not saying no. aiokafka marks a
+    delivery timeout (broker unreachable for ``request_timeout_ms``) as not retriable,
+    but for a gateway that must not drop an ack it is just a longer hiccup."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaTimeoutError)
+
+
+_DEAD_LETTER_REASONS = frozenset({"stale", "not_allowed", "too_long"})
+
+
+def _is_stand_down(callout: CallOut) -> bool:
+    return (callout.model_extra or {}).get("stand_down") is True
 
 
 def _decided_at(callout: CallOut, record: Any) -> float | None:

@@ -25,7 +25,12 @@ async def read_delivered(settings: Settings, since: float) -> list[SentEntry]:
     partitions = await partitions_of(settings, topic)
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     found: list[SentEntry] = []
     try:
         await consumer.start()
@@ -57,8 +62,15 @@ def _entry(value: bytes | None) -> SentEntry | None:
         if data.get("kind") != "delivered" or not data.get("idempotency_key"):
             return None
         at = datetime.fromisoformat(str(data["at"])).timestamp()
+        area = data.get("area")
         return SentEntry(
-            str(data["idempotency_key"]), str(data["incident_id"]), str(data["radio_id"]), at
+            str(data["idempotency_key"]),
+            str(data["incident_id"]),
+            str(data["radio_id"]),
+            at,
+            stage=int(data.get("stage") or 0),
+            area=area if isinstance(area, str) else None,
+            stand_down=data.get("stand_down") is True,
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None

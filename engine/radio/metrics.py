@@ -27,7 +27,7 @@ class GatewayMetrics:
         )
         self.callouts_skipped = Counter(
             "engine_radio_callouts_skipped",
-            "Call-outs not sent: duplicate idempotency key, unknown radio, refused",
+            "Call-outs not sent: duplicate, refused, not_allowed, too_long, stale",
             ["reason"],
             registry=r,
         )
@@ -64,6 +64,16 @@ class GatewayMetrics:
         )
         self.modem_restarts = Counter(
             "engine_radio_modem_restarts", "Modem restarts detected (init replayed)", registry=r
+        )
+        self.bookkeeping_failures = Counter(
+            "engine_radio_bookkeeping_failures",
+            "Pages the modem accepted whose ack or commit failed: the gateway exits",
+            registry=r,
+        )
+        self.sent_log_bad_lines = Counter(
+            "engine_radio_sent_log_bad_lines",
+            "Torn, non-UTF-8 or unreadable sent-log lines skipped at start",
+            registry=r,
         )
         self.queue_depth = Gauge(
             "engine_radio_queue_depth", "Call-outs waiting for the modem", registry=r

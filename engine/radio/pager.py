@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.models import CallOut, Channel
-from engine.radio.directory import RadioDirectory, talk_group_number
+from engine.radio import ucs2
+from engine.radio.directory import (
+    RadioDirectory,
+    mask_number,
+    normalise_number,
+    talk_group_number,
+)
 from engine.radio.errors import CommandAborted, CommandError, CommandTimeout, RadioError
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import PocDialect
 from engine.radio.ptt import PocPtt
+from engine.radio.sms import SINGLE_SMS_UNITS, split_text
 from engine.radio.transport import ModemLink
 from engine.radio.voice import Voice
 
@@ -27,7 +35,13 @@ REFUSALS_BEFORE_GIVING_UP = 3
 
 
 class PageRefused(RadioError):
-    """The call-out cannot be sent: unknown radio, no PoC, or the modem keeps refusing."""
+    """The call-out cannot be sent: unknown radio, no PoC, or the modem keeps refusing.
+
+    ``reason`` is bounded (a metric label and the dead letter's reason)."""
+
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class Pager:
         metrics: GatewayMetrics | None = None,
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
+        allow: Iterable[str] = (),
+        max_parts: int = 4,
     ) -> None:
         self.link = link
         self.directory = directory
@@ -56,8 +72,36 @@ class Pager:
         self.voice = voice
         self.metrics = metrics
         self._retry = (retry_initial, retry_max)
+        self.allow = frozenset(normalise_number(n) for n in allow)
+        self.max_parts = max_parts
+
+    def check(self, callout: CallOut) -> None:
+        """Raises :class:`PageRefused` for a call-out that must not be paged at all:
+        an address outside the directory whose number is not on the allow-list, or a
+        text longer than ``max_parts`` SMS. Nothing is sent; no retry can change it."""
+        if callout.channel is Channel.SMS:
+            too_many = ucs2.units(callout.text) > self.max_parts * SINGLE_SMS_UNITS
+            parts = self.max_parts + 1 if too_many else len(split_text(callout.text))
+            if parts > self.max_parts:
+                raise PageRefused(
+                    f"text needs {'more than ' if too_many else ''}{parts - too_many} SMS "
+                    f"parts, the cap is {self.max_parts}",
+                    "too_long",
+                )
+        if self.directory.entry(callout.radio_id) is not None:
+            return
+        to = getattr(callout, "to", None)
+        if callout.channel is not Channel.SMS or not isinstance(to, str) or not to:
+            raise PageRefused(f"radio {callout.radio_id!r} is not in the directory", "unknown")
+        if normalise_number(to) not in self.allow:
+            raise PageRefused(
+                f"{callout.radio_id!r} is not in the directory and its number "
+                f"{mask_number(to)} is not on the allow-list",
+                "not_allowed",
+            )
 
     async def page(self, callout: CallOut) -> Paged:
+        self.check(callout)
         delay = self._retry[0]
         refusals = 0
         while True:
@@ -86,13 +130,11 @@ class Pager:
 
     async def _send(self, callout: CallOut) -> Paged:
         entry = self.directory.entry(callout.radio_id)
-        to = getattr(callout, "to", None)
-        if entry is None and callout.channel is Channel.SMS and isinstance(to, str) and to:
-            # an address the registry does not list (the command centre's desk phone):
-            # the worker put the number on the call-out
-            return Paged(tuple(await self.link.send_sms(to, callout.text)))
         if entry is None:
-            raise PageRefused(f"radio {callout.radio_id!r} is not in the directory")
+            # an address the registry does not list (the command centre's desk phone),
+            # allow-listed (checked above): the worker put the number on the call-out
+            number = str(getattr(callout, "to", ""))
+            return Paged(tuple(await self.link.send_sms(number, callout.text)))
         if callout.channel is Channel.SMS:
             return Paged(tuple(await self.link.send_sms(entry.sms_number, callout.text)))
         dialect, voice = self.dialect, self.voice

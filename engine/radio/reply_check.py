@@ -1,25 +1,35 @@
 """Whether a handset reply may become an Ack (pure: the caller passes the clock).
 
-A reply is accepted only when all hold: the sender's number belongs to a known radio,
-the text parses (``1 K7Q2``), the code is the code of an incident this gateway called
-out recently (an "open" one), and this radio was called for that incident. Anything
-else is rejected with a bounded reason, for the metric and the log, and never acked.
+Every recipient of a call-out gets its own reply code (:mod:`engine.radio.reply_codes`),
+so a reply proves who answers. A reply is accepted only when all hold: the number is
+not sending faster than a sane rate, it belongs to a known radio (or to an allow-listed
+number that was paged), the text parses (``1 K7Q2``), the code is one issued to *this*
+number, the code is still open (not expired), its incident was not stood down, and the
+same answer with the same code was not accepted already. Anything else is rejected with
+a bounded reason (metric, audit topic, log) and never acked.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from engine.models import AckKind
-from engine.radio.directory import RadioDirectory
-from engine.radio.replies import Rejected, incident_code, parse_reply
+from engine.radio.directory import RadioDirectory, normalise_number
+from engine.radio.replies import Rejected, parse_reply
 
 OPEN_FOR = 24 * 3600.0
-"""How long after its last call-out an incident takes replies (seconds)."""
+"""How long after its page a reply code is accepted (seconds)."""
+KEEP_FOR = 31 * 24 * 3600.0
+"""How long an issued code is remembered, so a late reply is told "expired"."""
+RATE = 6
+RATE_WINDOW = 60.0
+_NUMBERS_TRACKED = 10_000  # senders whose recent reply times are kept (oldest dropped)
 
 
 class ReplyRejection(StrEnum):
+    THROTTLED = "throttled"  # more replies from one number than a person types
     UNKNOWN_NUMBER = "unknown_number"
     MALFORMED = "malformed"  # the +CMT itself could not be read
     EMPTY = "empty"
@@ -27,8 +37,12 @@ class ReplyRejection(StrEnum):
     UNKNOWN_ACTION = "unknown_action"
     NO_CODE = "no_code"
     BAD_CODE = "bad_code"
-    UNKNOWN_CODE = "unknown_code"  # no open incident has this code
-    NOT_CALLED = "not_called"  # open incident, but this radio was not called for it
+    NOT_CALLED = "not_called"  # a known number, but not paged (recently)
+    OTHER_RECIPIENT = "other_recipient"  # a code issued to someone else
+    UNKNOWN_CODE = "unknown_code"  # no code like it was issued
+    EXPIRED = "expired"
+    CLOSED = "closed"  # the incident was stood down (cancelled or closed)
+    REPEAT = "repeat"  # the same answer with the same code, again
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class AcceptedReply:
     radio_id: str
     kind: AckKind
     note: str = ""
+    stage: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,50 +59,129 @@ class RejectedReply:
     reason: ReplyRejection
     sender: str
     text: str
+    incident_id: str | None = None
+    radio_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    incident_id: str
+    stage: int
+    at: float
 
 
 @dataclass
-class _Called:
-    radios: set[str] = field(default_factory=set)
-    last: float = 0.0
+class _Radio:
+    codes: dict[str, Issued] = field(default_factory=dict)
+    answered: set[tuple[str, AckKind]] = field(default_factory=set)
 
 
-class CalledBook:
-    """Which radios were called for which open incident, by the incident's reply code."""
+class ReplyBook:
+    """The codes issued per radio, stood-down incidents, and recent reply rates."""
 
-    def __init__(self, open_for: float = OPEN_FOR) -> None:
+    def __init__(
+        self,
+        *,
+        open_for: float = OPEN_FOR,
+        keep_for: float = KEEP_FOR,
+        rate: int = RATE,
+        rate_window: float = RATE_WINDOW,
+    ) -> None:
         self._open_for = open_for
-        self._incidents: dict[str, _Called] = {}
+        self._keep_for = max(keep_for, open_for)
+        self._rate = rate
+        self._rate_window = rate_window
+        self._radios: dict[str, _Radio] = {}
+        self._holders: dict[str, set[str]] = {}  # code -> radios it was issued to
+        self._numbers: dict[str, str] = {}  # allow-listed number -> its address
+        self._closed: dict[str, float] = {}  # incident -> when stood down
+        self._recent: dict[str, deque[float]] = {}
+        self._next_expiry = 0.0
 
-    def called(self, incident_id: str, radio_id: str, at: float) -> None:
-        entry = self._incidents.setdefault(incident_id, _Called())
-        entry.radios.add(radio_id)
-        entry.last = max(entry.last, at)
+    def issued(
+        self, code: str, incident_id: str, stage: int, radio_id: str, at: float,
+        number: str | None = None,
+    ) -> None:  # fmt: skip
+        """``code`` went to ``radio_id`` (at ``number`` when it is outside the directory)."""
+        radio = self._radios.setdefault(radio_id, _Radio())
+        old = radio.codes.get(code)
+        if old is None or old.at < at:
+            radio.codes[code] = Issued(incident_id, stage, at)
+        self._holders.setdefault(code, set()).add(radio_id)
+        if number:
+            self._numbers[normalise_number(number)] = radio_id
 
-    def close(self, incident_id: str) -> None:
-        self._incidents.pop(incident_id, None)
+    def close(self, incident_id: str, at: float) -> None:
+        """The incident was cancelled or closed: its codes take no more replies."""
+        self._closed.setdefault(incident_id, at)
+
+    def is_closed(self, incident_id: str) -> bool:
+        return incident_id in self._closed
 
     def check(
         self, sender: str, text: str, directory: RadioDirectory, now: float
     ) -> AcceptedReply | RejectedReply:
-        radio_id = directory.radio_of_number(sender)
+        number = normalise_number(sender)
+        if self._throttled(number, now):
+            return RejectedReply(ReplyRejection.THROTTLED, sender, text)
+        radio_id = directory.radio_of_number(number) or self._numbers.get(number)
         if radio_id is None:
             return RejectedReply(ReplyRejection.UNKNOWN_NUMBER, sender, text)
         parsed = parse_reply(text)
         if isinstance(parsed, Rejected):
-            return RejectedReply(ReplyRejection(parsed.reason.value), sender, text)
+            reason = ReplyRejection(parsed.reason.value)
+            return RejectedReply(reason, sender, text, radio_id=radio_id)
         self._expire(now)
-        with_code = [i for i in self._incidents if incident_code(i) == parsed.code]
-        if not with_code:
-            return RejectedReply(ReplyRejection.UNKNOWN_CODE, sender, text)
-        mine = [i for i in with_code if radio_id in self._incidents[i].radios]
-        if not mine:
-            return RejectedReply(ReplyRejection.NOT_CALLED, sender, text)
-        # Two open incidents sharing a code and this radio: the latest call-out is meant.
-        incident_id = max(mine, key=lambda i: self._incidents[i].last)
-        return AcceptedReply(incident_id, radio_id, parsed.kind, parsed.note)
+        radio = self._radios.get(radio_id)
+        issued = radio.codes.get(parsed.code) if radio is not None else None
+        if issued is None:
+            if parsed.code in self._holders:
+                reason = ReplyRejection.OTHER_RECIPIENT
+            elif radio is None:
+                reason = ReplyRejection.NOT_CALLED
+            else:
+                reason = ReplyRejection.UNKNOWN_CODE
+            return RejectedReply(reason, sender, text, radio_id=radio_id)
+        assert radio is not None
+        incident = issued.incident_id
+
+        def rejected(reason: ReplyRejection) -> RejectedReply:
+            return RejectedReply(reason, sender, text, incident_id=incident, radio_id=radio_id)
+
+        if incident in self._closed:
+            return rejected(ReplyRejection.CLOSED)
+        if now - issued.at > self._open_for:
+            return rejected(ReplyRejection.EXPIRED)
+        if (parsed.code, parsed.kind) in radio.answered:
+            return rejected(ReplyRejection.REPEAT)
+        radio.answered.add((parsed.code, parsed.kind))
+        return AcceptedReply(incident, radio_id, parsed.kind, parsed.note, issued.stage)
+
+    def _throttled(self, number: str, now: float) -> bool:
+        times = self._recent.pop(number, None) or deque()
+        self._recent[number] = times  # most recent sender last
+        while times and times[0] <= now - self._rate_window:
+            times.popleft()
+        times.append(now)
+        while len(self._recent) > _NUMBERS_TRACKED:
+            del self._recent[next(iter(self._recent))]
+        return len(times) > self._rate
 
     def _expire(self, now: float) -> None:
-        cutoff = now - self._open_for
-        for incident_id in [i for i, e in self._incidents.items() if e.last < cutoff]:
-            del self._incidents[incident_id]
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + 60.0
+        cutoff = now - self._keep_for
+        for radio_id, radio in list(self._radios.items()):
+            for code in [c for c, i in radio.codes.items() if i.at < cutoff]:
+                del radio.codes[code]
+                holders = self._holders.get(code)
+                if holders is not None:
+                    holders.discard(radio_id)
+                    if not holders:
+                        del self._holders[code]
+                radio.answered = {a for a in radio.answered if a[0] != code}
+            if not radio.codes:
+                del self._radios[radio_id]
+        for incident in [i for i, at in self._closed.items() if at < cutoff]:
+            del self._closed[incident]

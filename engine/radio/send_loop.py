@@ -10,14 +10,14 @@ and does not hold a window slot.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from engine.radio.errors import LinkClosed, RadioError
 from engine.radio.gateway_queue import CalloutQueue, Pending
 from engine.radio.metrics import GatewayMetrics
-from engine.radio.pager import Paged, Pager
+from engine.radio.pager import Paged, Pager, PageRefused
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class SendLoop:
         on_paged: OnPaged | None = None,
         window: int = 2,
         metrics: GatewayMetrics | None = None,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
@@ -48,6 +50,18 @@ class SendLoop:
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._metrics = metrics
+        self._ttl = ttl
+        self._clock = clock
+
+    def stale(self, item: Pending) -> Stale | None:
+        """A call-out decided longer than the TTL ago: paging it now helps nobody and
+        could send a volunteer to an incident long over."""
+        if self._ttl is None or item.decided_at is None:
+            return None
+        age = self._clock() - item.decided_at
+        if age <= self._ttl:
+            return None
+        return Stale(f"call-out is {age:.0f} s old, the TTL is {self._ttl:.0f} s")
 
     def put(self, item: Pending) -> None:
         self.queue.push(item)
@@ -64,8 +78,11 @@ class SendLoop:
             self._metrics.queue_depth.set(len(self.queue))
 
     async def run(self) -> None:
-        """Until cancelled; deliveries still running are cancelled with it."""
-        try:
+        """Until cancelled (deliveries still running are cancelled with it), or until a
+        delivery's bookkeeping fails: then :class:`BookkeepingFailed` is raised (in an
+        ExceptionGroup) and the gateway exits; the restart finishes that call-out from
+        the sent log without paging it again."""
+        async with asyncio.TaskGroup() as deliveries:
             while True:
                 await self._slots.acquire()
                 item = self.queue.pop()
@@ -74,38 +91,58 @@ class SendLoop:
                     await self._ready.wait()
                     item = self.queue.pop()
                 self._depth()
-                task = asyncio.create_task(self._deliver(item), name=f"page {item.offset}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        finally:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                deliveries.create_task(self._deliver(item), name=f"page {item.offset}")
 
     async def _deliver(self, item: Pending) -> None:
         released = False
+        key = item.callout.idempotency_key
         try:
             try:
+                stale = self.stale(item)
+                if stale is not None:
+                    raise stale
                 paged = await self.pager.page(item.callout)
             except LinkClosed:
                 raise
             except RadioError as exc:
                 self._slots.release()
                 released = True
-                log.error("call-out %s not sent: %s", item.callout.idempotency_key, exc)
-                await self._on_failed(item, exc)
+                log.error("call-out %s not sent: %s", key, exc)
+                await self._guard(key, self._on_failed(item, exc))
                 return
-            if self._on_paged is not None:
-                self._on_paged(item, paged)  # synchronous: nothing may interleave
+            try:
+                if self._on_paged is not None:
+                    self._on_paged(item, paged)  # synchronous: nothing may interleave
+            except Exception as exc:
+                raise self._failed(key, exc) from exc
             self._slots.release()
             released = True
-            await self._on_sent(item, paged)
-        except Exception:
-            # Left unfinished, so never committed: a restart picks it up again.
-            log.exception("call-out %s: bookkeeping failed", item.callout.idempotency_key)
+            await self._guard(key, self._on_sent(item, paged))
         finally:
             if not released:
                 self._slots.release()
+
+    async def _guard(self, key: str, bookkeeping: Awaitable[None]) -> None:
+        try:
+            await bookkeeping
+        except Exception as exc:
+            raise self._failed(key, exc) from exc
+
+    def _failed(self, key: str, exc: Exception) -> BookkeepingFailed:
+        # Never swallowed: left unfinished, the offset is not committed and the restart
+        # reads the call-out again; the sent log knows whether it left.
+        if self._metrics is not None:
+            self._metrics.bookkeeping_failures.inc()
+        log.critical("call-out %s: bookkeeping failed (%s); the gateway stops", key, exc)
+        return BookkeepingFailed(f"call-out {key}: bookkeeping failed: {exc}")
+
+
+class Stale(PageRefused):
+    """Older than the TTL: dead-lettered as ``stale``, not paged."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "stale")
+
+
+class BookkeepingFailed(RadioError):
+    """A page left (or was refused) but its log, ack or commit failed: stop the gateway."""

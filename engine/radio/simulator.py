@@ -142,7 +142,8 @@ class ModemSimulator:
                     return
                 raw = bytes(self._inbuf[:end])
                 del self._inbuf[: end + 1]
-                line = raw.decode("ascii", "replace").strip().lstrip("\n")
+                # ESC / Ctrl-Z outside text entry are ignored, as a module does
+                line = raw.decode("ascii", "replace").strip().lstrip("\n\x1b\x1a").strip()
                 if self._settings.echo:
                     self._outbox += raw + b"\r"
                 if line:

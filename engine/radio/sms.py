@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from engine.radio import ucs2
 from engine.radio.at_commands import CTRL_Z, Command
 from engine.radio.at_events import Urc
+from engine.radio.directory import mask_number
 from engine.radio.errors import MessageFormatError
 
 SINGLE_SMS_UNITS = 70
@@ -45,7 +46,7 @@ def send_command(number: str, text: str, timeout: float = SEND_TIMEOUT) -> Comma
         f'AT+CMGS="{ucs2.encode(number)}"',
         timeout=timeout,
         payload=ucs2.encode(text).encode("ascii") + CTRL_Z,
-        label=f"CMGS {number}",
+        label=f"CMGS {mask_number(number)}",  # labels reach logs: no phone numbers there
     )
 
 
@@ -117,6 +118,37 @@ def parse_incoming(urc: Urc) -> IncomingSms:
         raise MessageFormatError(f"+CMT sender is not a number: {sender!r}")
     sent_at = parse_timestamp(fields[2]) if len(fields) > 2 else None
     return IncomingSms(sender, _maybe_ucs2(urc.body), sent_at)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A delivery report (``AT+CSMP`` with status reports on): message reference and
+    TP-Status (0x00-0x1F: delivered; 0x20-0x3F: still trying; 0x40 and up: failed)."""
+
+    reference: int
+    status: int
+    recipient: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status < 0x20
+
+
+def parse_status_report(urc: Urc) -> StatusReport:
+    """``+CDS: <fo>,<mr>,["<ra>"],[<tora>],"<scts>","<dt>",<st>`` (text mode)."""
+    if urc.name != "+CDS":
+        raise MessageFormatError(f"not a +CDS: {urc.line!r}")
+    fields = next(csv.reader([urc.line[len("+CDS:") :].strip()], skipinitialspace=True), [])
+    if len(fields) < 7:
+        raise MessageFormatError(f"+CDS with {len(fields)} fields, 7 expected: {urc.line!r}")
+    try:
+        reference, status = int(fields[1]), int(fields[-1])
+    except ValueError:
+        raise MessageFormatError(f"+CDS reference or status not a number: {urc.line!r}") from None
+    if not (0 <= reference <= 255 and 0 <= status <= 255):
+        raise MessageFormatError(f"+CDS reference or status out of range: {urc.line!r}")
+    recipient = _maybe_ucs2(fields[2]) if fields[2] else None
+    return StatusReport(reference, status, recipient)
 
 
 def parse_timestamp(scts: str) -> datetime | None:

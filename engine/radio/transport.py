@@ -57,8 +57,12 @@ class ModemLink:
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
         connection: AtConnection | None = None,
+        exclusive: bool = True,
     ) -> None:
         self.url = url
+        # flock(LOCK_EX) on the device: a second gateway (or a technician's `engine
+        # radio send`) on the same modem would interleave AT commands with ours.
+        self.exclusive = exclusive
         self.baudrate = baudrate
         self.conn = connection or AtConnection(init=sms.init_commands() if init is None else init)
         self.events: asyncio.Queue[ev.AtEvent] = asyncio.Queue()
@@ -144,10 +148,20 @@ class ModemLink:
             self._lost_future = loop.create_future()
             try:
                 await create_serial_connection(
-                    loop, lambda: _SerialProtocol(self), self.url, baudrate=self.baudrate
+                    loop,
+                    lambda: _SerialProtocol(self),
+                    self.url,
+                    baudrate=self.baudrate,
+                    exclusive=self.exclusive,
                 )
             except (serial.SerialException, OSError) as exc:
-                log.warning("cannot open %s: %s; retrying in %.2fs", self.url, exc, delay)
+                busy = "exclusively lock" in str(exc)
+                (log.error if busy else log.warning)(
+                    "cannot open %s: %s; retrying in %.2fs",
+                    self.url,
+                    "in use by another process" if busy else exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue

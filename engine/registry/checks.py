@@ -152,3 +152,32 @@ def _check_radios(parsed: Parsed, volunteers: dict[str, Volunteer]) -> None:
                 parsed.error(where, fld, f"{what.format(key)} (first at {first})")
             else:
                 seen[key] = where
+    _check_one_number_one_address(parsed)
+
+
+def _check_one_number_one_address(parsed: Parsed) -> None:
+    """The gateway pages handsets by their SIM and volunteers (``sms:<id>``) by their own
+    phone, and tells who answers by the sender's number: one number must never stand
+    for two addresses, or a reply would be credited to the wrong one (and the gateway
+    would refuse to start)."""
+    phones: dict[str, tuple[str, Where]] = {}
+    for volunteer, where in parsed.volunteers:
+        first = phones.get(volunteer.phone)
+        if first is not None:
+            parsed.error(
+                where,
+                "phone",
+                f"phone {volunteer.phone!r} is also the phone of volunteer {first[0]!r} "
+                f"(first at {first[1]}): one number, two addresses to page",
+            )
+        else:
+            phones[volunteer.phone] = (volunteer.id, where)
+    for radio, where in parsed.radios:
+        owner = phones.get(radio.sms_number)
+        if owner is not None:
+            parsed.error(
+                where,
+                "sms_number",
+                f"SIM number {radio.sms_number!r} is also the phone of volunteer {owner[0]!r} "
+                f"(at {owner[1]}): one number on two radios",
+            )

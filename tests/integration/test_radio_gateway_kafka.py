@@ -22,6 +22,7 @@ from engine.radio.directory import RadioEntry, StaticDirectory, talk_group_numbe
 from engine.radio.gateway import Gateway
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import HexOpcodeDialect
+from engine.radio.reply_codes import reply_code, with_code
 from engine.radio.sent_log import SentLog
 from engine.radio.simulator import HandsetScript, ModemSimulator, PtyModem
 from engine.radio.transport import ModemLink
@@ -33,6 +34,16 @@ WITHIN = 60.0  # generous bound for a loaded CI box; never a timing assertion
 INCIDENT = "INC-20261129-XYK7Q2"  # reply code K7Q2
 TEXT = "[塘厦义警]P1 火情 #K7Q2 林村xx路12号 340米 回1接警 2不能 3到场"
 NUMBERS = {f"R{i:03d}": f"1380013{i:04d}" for i in range(1, 12)}  # a 1+10 fan-out
+KEY = b"integration-test-reply-key"
+
+
+def code(radio_id: str, incident: str = INCIDENT, stage: int = 0) -> str:
+    """The reply code the gateway prints for this recipient."""
+    return reply_code(KEY, incident, stage, radio_id)
+
+
+def text_for(radio_id: str) -> str:
+    return with_code(TEXT, INCIDENT, code(radio_id))
 
 
 @pytest.fixture(autouse=True)
@@ -125,6 +136,7 @@ def make_gateway(
         radio_id="GW-TEST",
         group_id=group,
         metrics=GatewayMetrics(),
+        reply_key=KEY,
         **kw,
     )
 
@@ -144,7 +156,7 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
     ):
         await publish(kafka_settings, [callout("R001")])
         delivered, accepted = await records(kafka_settings, "acks", 2)
-        assert [(r.number, r.text) for r in modem.received] == [(NUMBERS["R001"], TEXT)]
+        assert [(r.number, r.text) for r in modem.received] == [(NUMBERS["R001"], text_for("R001"))]
         assert delivered["kind"] == "delivered"
         assert delivered["idempotency_key"] == f"{INCIDENT}/0/R001"
         assert delivered["message_refs"] == [modem.received[0].reference]
@@ -152,10 +164,10 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
         assert accepted["incident_id"] == INCIDENT
 
         # Rejected, never acked: a stranger, a code nobody called, a radio not called.
-        host.inject_sms("13912345678", "1 K7Q2")
+        host.inject_sms("13912345678", f"1 {code('R001')}")
         host.inject_sms(NUMBERS["R001"], "1 ZZZZ")
         host.inject_sms(NUMBERS["R002"], "3 K7Q2")
-        host.inject_sms(NUMBERS["R001"], "3 K7Q2")  # replies are handled in order
+        host.inject_sms(NUMBERS["R001"], f"3 {code('R001')}")  # replies are handled in order
         acks = await records(kafka_settings, "acks", 3)
         assert [a["kind"] for a in acks] == ["delivered", "accept", "on_scene"]
         for reason in ("unknown_number", "unknown_code", "not_called"):

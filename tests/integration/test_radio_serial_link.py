@@ -160,3 +160,28 @@ async def test_unplug_mid_fan_out_delivers_each_sms_once(pty_modem: PtyModem) ->
     assert all(len(r) == 1 for r in refs)
     assert link.connects == 2
     assert Counter(r.number for r in pty_modem.modem.received) == Counter(numbers)
+
+
+async def test_the_port_is_opened_exclusively(pty_modem: PtyModem) -> None:
+    """A second link on the same device waits (logging why) until the first lets go."""
+    async with ModemLink(pty_modem.path, backoff_max=0.1) as first:
+        await asyncio.wait_for(first.wait_connected(), WITHIN)
+        async with ModemLink(pty_modem.path, backoff_max=0.1) as second:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(second.wait_connected(), 1.0)
+            assert second.connects == 0
+            await first.close()
+            await asyncio.wait_for(second.wait_connected(), WITHIN)
+            assert (await second.execute(Command("AT"))).ok
+
+
+async def test_a_modem_left_at_the_text_prompt_is_freed_on_connect(
+    modem: ModemSimulator, pty_modem: PtyModem
+) -> None:
+    """The last owner died at the ``> `` prompt: our init must not become message text."""
+    modem.feed(b'AT+CMGF=1\rAT+CMGS="13800138000"\r', 0.0)
+    modem.data_to_send()
+    async with ModemLink(pty_modem.path) as link:
+        await asyncio.wait_for(link.wait_connected(), WITHIN)
+        assert (await asyncio.wait_for(link.execute(Command("ATI")), WITHIN)).ok
+    assert modem.received == []  # nothing was sent as an SMS

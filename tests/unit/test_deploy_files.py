@@ -114,6 +114,25 @@ def test_compose_volumes_and_provisioning(compose: dict[str, Any]) -> None:
     assert "gateway-state:/srv/engine/state" in s["gateway"]["volumes"]
 
 
+def test_compose_has_no_default_secrets_and_binds_dashboards_to_loopback(
+    compose: dict[str, Any],
+) -> None:
+    s = _services(compose)
+    assert s["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert s["grafana"]["ports"] == ["127.0.0.1:3000:3000"]
+    assert "--web.enable-lifecycle" not in s["prometheus"]["command"]
+    grafana = s["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana  # never a value, only a file
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert compose["secrets"]["grafana_admin_password"]["file"].startswith("./secrets/")
+    gateway = s["gateway"]["environment"]
+    assert gateway["ENGINE_RADIO_REPLY_KEY_FILE"] == "/run/secrets/radio_reply_key"
+    assert gateway["ENGINE_DATA_DIR"] == "/srv/engine/state"  # the sent log on its volume
+    text = (DEPLOY / "compose.yaml").read_text()
+    assert ":-admin}" not in text and "CHANGE-ME" not in text
+    assert "deploy/secrets/" in (REPO / ".gitignore").read_text()
+
+
 def test_prometheus_scrapes_what_compose_runs(compose: dict[str, Any]) -> None:
     s = _services(compose)
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -216,11 +235,17 @@ def test_gateway_pinned_to_the_serial_node() -> None:
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
     pod = spec["template"]["spec"]
     assert pod["nodeSelector"] == {"tangxia.engine/radio-modem": "ttyUSB0"}
-    (modem,) = [v for v in pod["volumes"] if v["name"] == "modem"]
-    assert modem["hostPath"] == {"path": "/dev/ttyUSB0", "type": "CharDevice"}
     (container,) = pod["containers"]
     assert "/dev/ttyUSB0" in container["args"]
-    assert {"name": "modem", "mountPath": "/dev/ttyUSB0"} in container["volumeMounts"]
+    # only its device (a device plugin's resource), not privileged, not root, read-only
+    assert container["resources"]["limits"]["smarter-devices/ttyUSB0"] == 1
+    assert not any("hostPath" in v and v["name"] == "modem" for v in pod["volumes"])
+    sc = container["securityContext"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/srv/engine/state", "/tmp"} <= mounts  # the only writable places
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "9102"
 
@@ -235,11 +260,21 @@ def test_api_service_with_scrape_annotations() -> None:
     assert api["spec"]["replicas"] == 0  # placeholder until `engine api` exists
 
 
+def test_no_secret_is_deployed_and_each_role_has_its_own_principal() -> None:
+    """Secrets are made out of band: none in the kustomization, no default password;
+    the example shows one Kafka principal per role."""
+    assert not [d for d in _docs() if d["kind"] == "Secret"]
+    for path in [*MANIFESTS, K8S / "kustomization.yaml"]:
+        text = path.read_text()
+        assert "CHANGE-ME" not in text and "PASSWORD:" not in text, path
+    examples = list(yaml.safe_load_all((K8S / "examples" / "secrets.example.yaml").read_text()))
+    users = {d["metadata"]["name"]: d["stringData"] for d in examples}
+    assert {users[f"engine-kafka-{r}"]["ENGINE_KAFKA_SASL_USERNAME"] for r in
+            ("worker", "gateway", "api")} == {"worker", "gateway", "api"}  # fmt: skip
+    assert all(not v.get("ENGINE_KAFKA_SASL_PASSWORD") for v in users.values())
+
+
 def test_config_and_sasl_secret_reach_every_container() -> None:
-    secret = _one("Secret", "engine-kafka-sasl")
-    assert set(secret["stringData"]) == {"ENGINE_KAFKA_SASL_USERNAME",
-                                         "ENGINE_KAFKA_SASL_PASSWORD"}  # fmt: skip
-    assert secret["stringData"]["ENGINE_KAFKA_SASL_PASSWORD"] == "CHANGE-ME"  # placeholder
     config = _one("ConfigMap", "engine-config")["data"]
     assert config["ENGINE_KAFKA_SECURITY_PROTOCOL"].startswith("SASL")
     assert not any("PASSWORD" in key for key in config)
@@ -248,10 +283,13 @@ def test_config_and_sasl_secret_reach_every_container() -> None:
             continue
         pod = doc["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsUser"] == NON_ROOT_UID
+        role = doc["metadata"]["name"].removeprefix("engine-")
         for container in pod["containers"]:
             refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
-            assert refs == {"engine-config", "engine-kafka-sasl"}, doc["metadata"]["name"]
+            radio = {"engine-radio"} if role == "gateway" else set()
+            assert refs == {"engine-config", f"engine-kafka-{role}", *radio}, role
             assert container["image"].startswith("tangxia-engine:")
+            assert container["securityContext"].get("privileged") is not True
 
 
 # --- kubeconform, offline ----------------------------------------------------------------

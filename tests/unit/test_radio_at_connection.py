@@ -239,7 +239,7 @@ def test_port_loss_aborts_in_flight_keeps_queue_and_reinits_on_reconnect() -> No
     assert conn.connection_lost() == [CommandAborted(a, "port lost")]
     assert conn.data_to_send() == b""
     conn.connection_made(5.0)
-    assert conn.data_to_send() == b"ATE0\r"
+    assert conn.data_to_send() == b"\x1bATE0\r"  # ESC: out of a text entry left behind
     assert conn.queued == (b,)
 
 

@@ -55,6 +55,21 @@ ERRORS = [
         " handset '860100001' already listed",
     ),
     (
+        "sim_on_two_radios",
+        "error: radios.csv:3 (R2): sms_number: SIM number '14400000001' already on another"
+        " radio (first at radios.csv:2 (R1))",
+    ),
+    (
+        "phone_on_two_radios",
+        "error: radios.csv:3 (R2): sms_number: SIM number '13800000001' is also the phone of"
+        " volunteer 'V01' (at volunteers.csv:2 (V01)): one number on two radios",
+    ),
+    (
+        "phone_shared",
+        "error: volunteers.csv:3 (V02): phone: phone '13800000001' is also the phone of"
+        " volunteer 'V01' (first at volunteers.csv:2 (V01)): one number, two addresses to page",
+    ),
+    (
         "unknown_kind",
         "error: other.geojson:4: feature 2 (PT1): properties.kind: unknown kind 'patrol_car'",
     ),
