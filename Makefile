@@ -23,7 +23,7 @@ GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 NATIVE_SRC   := engine/rules/decide.py engine/rules/nearby.py engine/rules/availability.py
 NATIVE_STAMP := engine/rules/.native-built
 
-.PHONY: all venv native sysdeps demo test chaos lint broker-start broker-stop topics schemas clean
+.PHONY: all venv native sysdeps demo test chaos bench lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -82,6 +82,14 @@ test: venv native sysdeps
 # (README) and writes bench/results/chaos.json. `make test` runs a short version.
 chaos: venv native
 	$(VENV)/bin/python bench/chaos.py
+
+# The worker beside a bare aiokafka relay (raise -> decision at 100, 500, 1,000/s for
+# 60 s; backlog drain), eight towns over one and two workers, worker memory; each on a
+# broker of its own, results in bench/results/*.json (about 20 minutes).
+bench: venv native
+	$(VENV)/bin/python bench/worker.py
+	$(VENV)/bin/python bench/scaleout.py
+	$(VENV)/bin/python bench/memory.py
 
 lint: venv
 	$(VENV)/bin/ruff check engine tests bench tools
