@@ -166,7 +166,9 @@ def test_broker_stopped_and_killed_mid_stream_the_worker_recovers_by_itself(
     assert set(stage0) >= acknowledged, f"lost: {sorted(acknowledged - set(stage0))[:10]}"
     assert max(stage0.values()) == 1
     assert max(_key_counts(callouts).values()) == 1
-    assert "transaction failed" in w.log.read_text(errors="replace")  # it did see the fault
+    # it did see the broker go: its clients lost the connection (aiokafka's retries may
+    # carry a transaction through, or it fails and the batch is handled again)
+    assert "Unable connect to node" in w.log.read_text(errors="replace")
 
 
 def test_a_paused_worker_whose_partitions_moved_publishes_nothing(
