@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.worker import machine, namespace  # noqa: E402
-from engine.broker.local import LocalBroker  # noqa: E402
-from engine.config import Settings  # noqa: E402
-from tests.kafka_broker import free_port  # noqa: E402
+from bench.kafka_bench import bench_broker, machine  # noqa: E402
+from bench.worker import namespace  # noqa: E402
 from tests.worker_process import WorkerProcess  # noqa: E402
 
 
@@ -90,18 +87,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "memory.json"))
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    broker = None
-    bootstrap = os.environ.get("ENGINE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalBroker(Settings(data_dir=root / "broker", broker_port=free_port(),
-                                      broker_controller_port=free_port()))  # fmt: skip
-        broker.start()
-        bootstrap = broker.bootstrap
-    try:
+    with bench_broker(root) as bootstrap:
         rows = [tangxia_worker(bootstrap, root)]
-    finally:
-        if broker is not None:
-            broker.stop()
     rows.append(big_town())
     for row in rows:
         print(json.dumps(row), flush=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -31,8 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
-from bench.worker import machine  # noqa: E402
-from engine.broker.local import LocalBroker  # noqa: E402
+from bench.kafka_bench import bench_broker, machine  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.geo.areas import AREA_FILE, Area, load_area  # noqa: E402
 from engine.kafka.connection import consumer_kwargs  # noqa: E402
@@ -41,7 +39,6 @@ from engine.models import Incident  # noqa: E402
 from engine.registry.generate import generate, write_registry  # noqa: E402
 from engine.streams.events import AreaEvent  # noqa: E402
 from engine.streams.tasks import area_partition  # noqa: E402
-from tests.kafka_broker import free_port  # noqa: E402
 from tests.worker_process import WorkerProcess, write_plan  # noqa: E402
 
 
@@ -166,22 +163,12 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     registries = make_towns(root, args.towns)
     items = spread([load_area(r / AREA_FILE) for r in registries], args.incidents)
-    broker = None
-    bootstrap = os.environ.get("ENGINE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalBroker(Settings(data_dir=root / "broker", broker_port=free_port(),
-                                      broker_controller_port=free_port()))  # fmt: skip
-        broker.start()
-        bootstrap = broker.bootstrap
     result: dict[str, Any] = {"machine": machine(), "runs": []}
-    try:
+    with bench_broker(root) as bootstrap:
         for workers in (1, 2):
             row = run(bootstrap, root, registries, items, workers)
             result["runs"].append(row)
             print(json.dumps(row), flush=True)
-    finally:
-        if broker is not None:
-            broker.stop()
     one, two = (r["per_second"] for r in result["runs"])
     result["ratio_two_to_one"] = round(two / one, 2)
     print(f"\n{args.towns} towns: one worker {one}/s, two workers {two}/s: "

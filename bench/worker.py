@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -44,14 +43,13 @@ sys.path.insert(0, str(REPO))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
-from engine.broker.local import LocalBroker  # noqa: E402
+from bench.kafka_bench import bench_broker, machine  # noqa: E402
 from engine.config import Settings  # noqa: E402
 from engine.kafka.connection import consumer_kwargs  # noqa: E402
 from engine.kafka.topics import ensure_topics  # noqa: E402
 from engine.models import Incident  # noqa: E402
 from engine.streams.events import AreaEvent  # noqa: E402
 from tests.areas import TANGXIA  # noqa: E402
-from tests.kafka_broker import free_port  # noqa: E402
 from tests.worker_process import WorkerProcess, write_plan  # noqa: E402
 
 WARM_UP = 200
@@ -262,19 +260,6 @@ def drain_run(kind: str, bootstrap: str, root: Path, n: int) -> dict[str, Any]:
         subject.stop()
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import aiokafka
-
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cores": os.cpu_count(),
-            "cpu": cpu, "python": platform.python_version(), "aiokafka": aiokafka.__version__,
-            "load_avg_at_start": os.getloadavg()}  # fmt: skip
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rates", default="100,500,1000")
@@ -284,15 +269,8 @@ def main() -> int:
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     root = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    broker = None
-    bootstrap = os.environ.get("ENGINE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalBroker(Settings(data_dir=root / "broker", broker_port=free_port(),
-                                      broker_controller_port=free_port()))  # fmt: skip
-        broker.start()
-        bootstrap = broker.bootstrap
     result: dict[str, Any] = {"machine": machine(), "latency": [], "drain": []}
-    try:
+    with bench_broker(root) as bootstrap:
         for rate in rates:
             for kind in ("relay", "worker"):
                 row = latency_run(kind, bootstrap, root, rate, args.seconds)
@@ -303,9 +281,6 @@ def main() -> int:
                 row = drain_run(kind, bootstrap, root, args.drain)
                 result["drain"].append(row)
                 print(json.dumps(row), flush=True)
-    finally:
-        if broker is not None:
-            broker.stop()
     print(f"\n{'rate/s':>7} {'subject':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'ratio p99':>9} {'p99 1st/5th':>11} {'p99 last/5th':>12}")  # fmt: skip
     floor = {r["rate"]: r for r in result["latency"] if r["subject"] == "relay"}
