@@ -251,7 +251,7 @@ def drain_run(kind: str, bootstrap: str, root: Path, n: int) -> dict[str, Any]:
         times = sorted(collector.received.values())
         span = times[-1] - times[0] if len(times) > 1 else float("nan")
         return {"subject": kind, "incidents": n, "decided": len(times),
-                "per_second": round((len(times) - 1) / span, 1),
+                "per_second": round((len(times) - 1) / span, 1) if span > 0 else None,
                 "peak_rss_mb": round(subject.peak_rss_mb(), 1)}  # fmt: skip
 
     try:
