@@ -62,6 +62,9 @@ _AWAITING_VALUES = frozenset(s.value for s in AWAITING_QUORUM)
 
 _PREFIX = {"dispatches": "incident/", "statuses": "unit/"}
 
+_ABSENT = object()
+"""In the rollback journal: the key had no pending write before the event."""
+
 ENDED_KEEP = timedelta(hours=24)
 """How long an ended incident stays in the state table (late replies are still
 recognised and recorded as ignored), before a prune removes it."""
@@ -119,6 +122,8 @@ class AreaCore:
         # Writes wait here until the adapter has committed them with the outputs they
         # record, in one transaction, and calls apply_writes().
         self._pending: dict[tuple[str, str], Any] = {}
+        # what the event being handled overwrote in _pending (see _guard)
+        self._journal: dict[tuple[str, str], Any] = {}
         # incident id -> (kind, when): the next deadline tick or prune of each incident
         self._due: dict[str, tuple[str, datetime]] = {}
         self._built = False
@@ -172,8 +177,13 @@ class AreaCore:
         return dispatch
 
     def _store(self, dispatch: Dispatch) -> None:
-        self._pending[("dispatches", dispatch.incident.id)] = dispatch
+        self._put(("dispatches", dispatch.incident.id), dispatch)
         self._index_due(dispatch.incident.id, dispatch)
+
+    def _put(self, key: tuple[str, str], value: Any) -> None:
+        """A pending write; what it replaces is journalled, for the event's rollback."""
+        self._journal.setdefault(key, self._pending.get(key, _ABSENT))
+        self._pending[key] = value
 
     def pending_writes(self) -> list[tuple[str, Any]]:
         """(store key, value or None for a deletion) of the events handled since the
@@ -202,13 +212,17 @@ class AreaCore:
     ) -> Effects:
         """``handle()``; if it raises, the event's state changes are rolled back and the
         event is dead-lettered, an incident also sent to the command centre by hand."""
-        before = dict(self._pending)
+        self._journal = {}
         try:
             fx: Effects = handle()
             return fx
         except Exception as exc:
             log.exception("handling %s failed; rolled back, dead-lettered", event)
-            self._pending = before
+            for key, value in self._journal.items():
+                if value is _ABSENT:
+                    self._pending.pop(key, None)
+                else:
+                    self._pending[key] = value
             self.invalidate()
             fx = Effects(incident=incident)
             if incident is not None:
@@ -433,7 +447,7 @@ class AreaCore:
         fx = Effects()
         merged = self._read("statuses", status.unit_id) or {}
         update = status.model_dump(mode="json", exclude_none=True)
-        self._pending[("statuses", status.unit_id)] = {**merged, **update}
+        self._put(("statuses", status.unit_id), {**merged, **update})
         if self._built:  # keep the derived sets current without a rebuild
             fixes: dict[str, Fix] = {}
             self._apply_status(status.unit_id, status, fixes)
@@ -502,7 +516,7 @@ class AreaCore:
             and dispatch.status not in OPEN
             and at - dispatch.updated_at >= ENDED_KEEP
         ):
-            self._pending[("dispatches", incident_id)] = None
+            self._put(("dispatches", incident_id), None)
             self._due.pop(incident_id, None)
             fx.notes.append("pruned")
         return fx

@@ -223,6 +223,7 @@ def test_a_fault_in_the_rules_goes_to_people_and_the_area_goes_on(
         return real(incident, *args)
 
     monkeypatch.setattr(core_module, "decide", broken)
+    core.on_incident(_fire(3), T0)  # earlier in the same batch: its write must stay
     fx = core.on_incident(_fire(1), T0)
     records = [(o.topic, json.loads(o.value)) for o in fx.out]
     callouts = [v for t, v in records if t == "callouts"]
@@ -231,5 +232,24 @@ def test_a_fault_in_the_rules_goes_to_people_and_the_area_goes_on(
     assert "人工派警" in callouts[0]["text"]
     [letter] = [v for t, v in records if t == "deadletter"]
     assert letter["reason"] == "engine_error" and "ZeroDivisionError" in letter["error"]
-    assert core.pending_writes() == []  # nothing of the failed incident is kept
+    # nothing of the failed incident is kept, the earlier one's write is
+    assert [key for key, _ in core.pending_writes()] == [f"incident/{_fire(3).id}"]
     assert "decided" in core.on_incident(_fire(2), T0).notes  # the next is decided
+
+
+def test_a_fault_after_the_state_write_rolls_that_write_back(
+    core: AreaCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core.on_incident(_fire(3), T0)
+    real = AreaCore._commit
+
+    def broken(self: AreaCore, dispatch: Any, zones: list[str]) -> None:
+        if dispatch.incident.id == _fire(1).id:
+            raise RuntimeError("after the write")
+        real(self, dispatch, zones)
+
+    monkeypatch.setattr(AreaCore, "_commit", broken)
+    fx = core.on_incident(_fire(1), T0)
+    assert "engine_error" in fx.notes
+    assert [key for key, _ in core.pending_writes()] == [f"incident/{_fire(3).id}"]
+    assert [i for _, _, i in core.due(T0 + timedelta(hours=1))] == [_fire(3).id]
