@@ -141,8 +141,10 @@ def parse_incident(
         return raw
 
     def build() -> Incident:
-        raw.setdefault("id", derived_id(origin))
-        raw.setdefault("raised_at", origin.timestamp.isoformat())
+        if "id" not in raw:  # (setdefault would hash for every incident)
+            raw["id"] = derived_id(origin)
+        if "raised_at" not in raw:
+            raw["raised_at"] = origin.timestamp.isoformat()
         return with_area(Incident.model_validate(raw), areas)
 
     parsed: Incident | DeadLetter = _guarded(origin, value, build)
