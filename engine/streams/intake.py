@@ -149,17 +149,22 @@ def parse_incident(
 
     parsed: Incident | DeadLetter = _guarded(origin, value, build)
     if isinstance(parsed, Incident) and now is not None:
-        skew = ahead_of(parsed.raised_at, now)
-        if skew is not None:
-            return origin.dead_letter(value, f"raised_at {skew}", "clock_skew")
+        return not_ahead(parsed, parsed.raised_at, "raised_at", now, origin, value)
     return parsed
 
 
-def ahead_of(at: datetime, now: datetime) -> str | None:
-    """Why ``at`` is refused as too far in the future of ``now``, or None."""
+T = TypeVar("T")
+
+
+def not_ahead(
+    record: T, at: datetime, field: str, now: datetime, origin: Origin, value: bytes | None
+) -> T | DeadLetter:
+    """``record``, or a ``clock_skew`` dead letter when its ``field`` (``at``) is more
+    than :data:`MAX_CLOCK_SKEW` ahead of the worker's clock ``now``."""
     if at - now > MAX_CLOCK_SKEW:
-        return (
-            f"{at.isoformat()} is {(at - now).total_seconds():.0f} s ahead of the worker's "
-            f"clock; at most {MAX_CLOCK_SKEW.total_seconds():.0f} s"
+        error = (
+            f"{field} {at.isoformat()} is {(at - now).total_seconds():.0f} s ahead of the "
+            f"worker's clock; at most {MAX_CLOCK_SKEW.total_seconds():.0f} s"
         )
-    return None
+        return origin.dead_letter(value, error, "clock_skew")
+    return record

@@ -35,7 +35,7 @@ from engine.rules.world import World
 from engine.streams.checkpoint import Checkpoint
 from engine.streams.core import AreaCore, Effects, Out
 from engine.streams.events import AreaEvent
-from engine.streams.intake import Origin, ahead_of, parse, parse_incident
+from engine.streams.intake import Origin, not_ahead, parse, parse_incident
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,10 @@ class AreaTask(Task):
         if event.kind in ("tick", "prune"):  # the worker's own clock decides these
             return _dead(origin, origin.dead_letter(value, f"{event.kind} on the topic", "invalid"))
         if event.kind == "incident" and event.incident is not None:
-            skew = ahead_of(event.incident.raised_at, now)
-            if skew is not None:
-                return _dead(origin, origin.dead_letter(value, f"raised_at {skew}", "clock_skew"))
+            at = event.incident.raised_at
+            event = not_ahead(event, at, "raised_at", now, origin, value)
+            if isinstance(event, DeadLetter):
+                return _dead(origin, event)
         fx = core.on_event(event, now)
         if event.kind == "incident":
             fx.notes.append("incident")
@@ -215,11 +216,10 @@ class RouteTask(Task):
 
     def _ack(self, origin: Origin, value: bytes | None, now: datetime) -> Effects:
         ack = parse(Ack, value, origin)
+        if not isinstance(ack, DeadLetter):
+            ack = not_ahead(ack, ack.at, "at", now, origin, value)
         if isinstance(ack, DeadLetter):
             return _dead(origin, ack)
-        skew = ahead_of(ack.at, now)
-        if skew is not None:
-            return _dead(origin, origin.dead_letter(value, f"at {skew}", "clock_skew"))
         area = self._area_of_ack(ack)
         if area is None:
             letter = origin.dead_letter(
@@ -235,11 +235,10 @@ class RouteTask(Task):
 
     def _status(self, origin: Origin, value: bytes | None, now: datetime) -> list[Effects]:
         status = parse(UnitStatus, value, origin)
+        if not isinstance(status, DeadLetter):
+            status = not_ahead(status, status.at, "at", now, origin, value)
         if isinstance(status, DeadLetter):
             return [_dead(origin, status)]
-        skew = ahead_of(status.at, now)
-        if skew is not None:
-            return [_dead(origin, origin.dead_letter(value, f"at {skew}", "clock_skew"))]
         areas = [a for a, w in self.worlds.items() if _knows(w, status.unit_id)]
         if not areas:
             log.info("unit-status for %s: not in any loaded registry, ignored", status.unit_id)
