@@ -12,11 +12,13 @@ Made once under ``<data_dir>/broker/secure/`` (every file 0600):
 
 The client listener is SASL_SSL with SCRAM-SHA-512 (credentials added when the storage
 is formatted); KRaft's StandardAuthorizer denies whatever no ACL allows. The ACLs per
-role (:func:`acl_rules`) follow issue 14: only the gateway writes ``acks``,
-``unit-status`` and ``audit``; only the worker writes ``decisions``, ``callouts``,
-``incident-state`` and its internal topics; only the API writes ``incidents``; viewers
-read (not ``audit``). Passwords never reach a log, a config dump or a traceback: they
-are ``SecretStr`` in settings and only ever written to these 0600 files.
+role (:func:`acl_rules`) follow issue 14: only the gateway writes ``acks``; the gateway
+and the API (an operator's availability change) write ``unit-status``; the gateway
+(refused replies) and the worker (command outcomes) write ``audit``; only the worker
+writes ``decisions``, ``callouts``, ``incident-state`` and its internal topics; only the
+API writes ``incidents`` and ``commands``; viewers read (not ``audit``). Passwords
+never reach a log, a config dump or a traceback: they are ``SecretStr`` in settings
+and only ever written to these 0600 files.
 """
 
 from __future__ import annotations
@@ -95,9 +97,10 @@ def acl_rules(settings: Settings) -> list[Acl]:
 
     # worker: reads its inputs and its changelog, writes its outputs, its internal topics
     # and its changelog; its group and transactional ids are named after the group id
-    topics("worker", Op.READ, ["incidents", "unit-status", "acks", "area-events", "area-state"])
+    topics("worker", Op.READ, ["incidents", "unit-status", "acks", "commands", "area-events",
+                               "area-state"])  # fmt: skip
     topics("worker", Op.WRITE, ["decisions", "callouts", "incident-state", "deadletter",
-                                "area-events", "area-state"])  # fmt: skip
+                                "audit", "area-events", "area-state"])  # fmt: skip
     # the worker checks every topic's settings at start (`ensure_topics`): it may see them
     from engine.config import ALL_TOPICS
 
@@ -115,9 +118,11 @@ def acl_rules(settings: Settings) -> list[Acl]:
     topics("gateway", Op.READ, ["callouts", "acks"])
     topics("gateway", Op.WRITE, ["acks", "unit-status", "deadletter", "audit"])
     rules.append(Acl("User:gateway", Resource.GROUP, ROLE_GROUPS["gateway"], Op.READ, True))
-    # api: raises incidents, reads the live board
-    topics("api", Op.WRITE, ["incidents"])
-    topics("api", Op.READ, ["incident-state", "decisions"])
+    # api: raises incidents, sends operator commands and unit availability, reads the
+    # live board and the audit trail (its read model)
+    topics("api", Op.WRITE, ["incidents", "commands", "unit-status"])
+    topics("api", Op.READ, ["incident-state", "decisions", "callouts", "acks", "unit-status",
+                            "audit"])  # fmt: skip
     rules.append(Acl("User:api", Resource.GROUP, ROLE_GROUPS["api"], Op.READ, True))
     # viewer: reads everything but the audit trail of refused replies
     topics("viewer", Op.READ, [x for x in ALL_TOPICS if x != "audit"])

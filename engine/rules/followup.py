@@ -70,6 +70,8 @@ class Dispatch(BaseModel):
     timeline: tuple[TimelineEntry, ...] = ()
     quorum_met_at: datetime | None = None
     updated_at: datetime
+    released: tuple[str, ...] = ()
+    """zones an operator's command let go (reassign, move, priority, an end, reopen)"""
 
     @property
     def stage(self) -> int:
@@ -84,6 +86,11 @@ class Dispatch(BaseModel):
 
     def zones(self) -> list[str]:
         return [r.id for d in self.decisions for r in d.recipients if r.kind == KEY_ZONE]
+
+    def held_zones(self) -> list[str]:
+        """The zones this incident holds while open: called and not released."""
+        released = set(self.released)
+        return [z for z in self.zones() if z not in released]
 
     def entities_of(self, address: str) -> list[str]:
         """The called groups a handset or phone was paged for."""
