@@ -164,6 +164,22 @@ class Settings(BaseSettings):
     )
     radio_reply_rate_window_s: float = Field(default=60.0, gt=0)
 
+    # --- operator API and console (issue 12) -------------------------------------------
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_tokens_file: Path | None = Field(
+        default=None, description="bearer-token hashes (default: data_dir/api-tokens.json)"
+    )
+    api_raise_per_minute: int = Field(
+        default=60, ge=1, description="incidents one token may raise per minute"
+    )
+    api_command_timeout_s: float = Field(
+        default=15.0, gt=0, description="how long a command request waits for the worker"
+    )
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.api_tokens_file or self.data_dir / "api-tokens.json"
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL")
