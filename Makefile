@@ -17,6 +17,9 @@ APT_PACKAGES := libhamlib-utils espeak-ng prometheus
 APT_BINARIES := rigctld espeak-ng promtool prometheus
 # kubeconform validates deploy/k8s offline against the schemas of kubernetes-validate.
 KUBECONFORM := github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0
+# compose-spec: compose-go's loader (what `docker compose config` runs) checks
+# deploy/compose.yaml offline; its command installs as `cmd`, renamed compose-spec.
+COMPOSE_SPEC := github.com/compose-spec/compose-go/v2/cmd@v2.16.2
 GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 
 # The rules engine's hot modules compiled by mypyc, in place (tools/compile_rules.py).
@@ -52,6 +55,10 @@ sysdeps:
 	fi
 	@command -v kubeconform >/dev/null || test -x $(GOBIN_DIR)/kubeconform || \
 		{ echo "installing kubeconform ($(KUBECONFORM))"; go install $(KUBECONFORM); }
+	@command -v compose-spec >/dev/null || test -x $(GOBIN_DIR)/compose-spec || \
+		{ echo "installing compose-spec ($(COMPOSE_SPEC))"; tmp=$$(mktemp -d) && \
+		GOBIN=$$tmp go install $(COMPOSE_SPEC) && mkdir -p $(GOBIN_DIR) && \
+		mv $$tmp/cmd $(GOBIN_DIR)/compose-spec; rm -rf $$tmp; }
 
 broker-start: venv
 	$(ENGINE) broker start
