@@ -161,7 +161,10 @@ def quorum_status(dispatch: Dispatch) -> QuorumStatus:
 def open_dispatch(incident: Incident, decision: DispatchDecision, now: datetime) -> Dispatch:
     """The record of a newly decided incident (stage 0 sent)."""
     raised = TimelineEntry(
-        at=incident.raised_at, state=Lifecycle.RAISED, who="operator", what="incident raised"
+        at=incident.raised_at,
+        state=Lifecycle.RAISED,
+        who=incident.reporter or "operator",
+        what="incident raised",
     )
     dispatched = TimelineEntry(
         at=now,

@@ -134,6 +134,7 @@ def test_raise_is_201_after_the_broker_has_it_and_the_worker_decides(
     assert view["state"] == "dispatched" and view["zone_id"]
     assert view["decisions"][0]["reasons"]
     assert view["timeline"][0]["what"] == "incident raised"
+    assert view["timeline"][0]["who"] == "test-operator"
     assert len(view["callouts"]) >= 11 and view["grid"][0]["kind"] == "key_zone"
     listed = api.wait_for("/v1/incidents?status=open", lambda b: b["incidents"])
     assert incident_id in [i["id"] for i in listed["incidents"]]
