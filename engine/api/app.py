@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -236,18 +237,23 @@ class Api:
         )
 
 
+def _token_of(api: Api, request: Request) -> Token | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    try:
+        return api.tokens.check(presented.strip())
+    except TokenError as exc:
+        log.error("token file unusable: %s", exc)
+        raise HTTPException(503, "token store unusable; see the API's log") from exc
+
+
 def require(role: Role) -> Callable[[Request], Token]:
     """A dependency: the request's bearer token, if it may act as ``role``."""
 
     def check(request: Request) -> Token:
-        api: Api = request.app.state.api
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        try:
-            token = api.tokens.check(presented.strip()) if scheme.lower() == "bearer" else None
-        except TokenError as exc:
-            log.error("token file unusable: %s", exc)
-            raise HTTPException(503, "token store unusable; see the API's log") from exc
+        token = _token_of(request.app.state.api, request)
         if token is None:
             raise HTTPException(
                 401, "a valid bearer token is needed", {"WWW-Authenticate": "Bearer"}
@@ -287,6 +293,17 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     async def bounded_and_timed(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        try:
+            stranger = request.url.path.startswith("/v1/") and _token_of(api, request) is None
+        except HTTPException as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        if stranger:
+            # before anything reads the body: strangers learn nothing about it
+            return JSONResponse(
+                {"detail": "a valid bearer token is needed"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return JSONResponse({"detail": f"body over {MAX_BODY} bytes"}, status_code=413)
@@ -495,7 +512,14 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     @app.exception_handler(ValidationError)
-    async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
-        return JSONResponse({"detail": exc.errors(include_url=False)}, status_code=422)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: ValidationError | RequestValidationError) -> JSONResponse:
+        # Where and why, never the input echoed back: it may not even be JSON (NaN).
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]  # fmt: skip
+        return JSONResponse({"detail": errors}, status_code=422)
 
     return app
