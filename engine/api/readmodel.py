@@ -39,6 +39,7 @@ MAX_INCIDENTS = 20_000
 MAX_PER_INCIDENT = 500
 MAX_AUDIT = 50_000
 SUBSCRIBER_QUEUE = 1_000
+FETCH_WAIT_MS = 20
 ENDED = frozenset({"closed", "cancelled", "unanswered"})
 
 
@@ -368,7 +369,11 @@ class Follower:
     async def _follow(self) -> None:
         found = await topic_partitions(self.settings, list(self._logical))
         tps = [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps)]
-        consumer = AIOKafkaConsumer(group_id=None, **consumer_kwargs(self.settings))
+        # A short fetch wait: a read-committed fetch is not woken when a transaction
+        # commits, so the broker's default 500 ms wait would be the board's latency.
+        consumer = AIOKafkaConsumer(
+            group_id=None, fetch_max_wait_ms=FETCH_WAIT_MS, **consumer_kwargs(self.settings)
+        )
         await consumer.start()
         try:
             consumer.assign(tps)
