@@ -166,3 +166,13 @@ def test_rate_limit_refills() -> None:
     assert limit.take("b") == 0.0
     now[0] = 10.0
     assert limit.take("a") == 0.0
+
+
+def test_not_ready_until_the_read_model_caught_up(
+    app_and_tokens: tuple[Any, dict[str, str]],
+) -> None:
+    app, _ = app_and_tokens
+    r = _call(app, "GET", "/readyz")
+    assert r.status_code == 503
+    assert r.json() == {"ready": False, "kafka": False, "read_model_caught_up": False}
+    assert _call(app, "GET", "/healthz").status_code == 200
