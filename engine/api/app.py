@@ -249,10 +249,11 @@ def _token_of(api: Api, request: Request) -> Token | None:
         raise HTTPException(503, "token store unusable; see the API's log") from exc
 
 
-def require(role: Role) -> Callable[[Request], Token]:
-    """A dependency: the request's bearer token, if it may act as ``role``."""
+def require(role: Role) -> Callable[[Request], Awaitable[Token]]:
+    """A dependency: the request's bearer token, if it may act as ``role``. (Async: a
+    plain function would run in a worker thread for nothing.)"""
 
-    def check(request: Request) -> Token:
+    async def check(request: Request) -> Token:
         token = _token_of(request.app.state.api, request)
         if token is None:
             raise HTTPException(
