@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.api.metrics import ApiMetrics
 from engine.metrics import WorkerMetrics, incident_labels, stage_label
 from engine.radio.metrics import GatewayMetrics
 
@@ -84,15 +85,25 @@ def touched_gateway() -> GatewayMetrics:
     return g
 
 
+def touched_api() -> ApiMetrics:
+    a = ApiMetrics()
+    a.requests.labels("GET", "/v1/incidents", "200").observe(0.01)
+    a.sse_clients.set(1)
+    a.raised.inc()
+    a.commands.labels("escalate", "applied").inc()
+    return a
+
+
 def exposition(registry: CollectorRegistry) -> str:
     return generate_latest(registry).decode()
 
 
 def exported_series_names() -> dict[str, str]:
-    """Every sample name the worker and gateway expose (``_bucket``, ``_total``...),
+    """Every sample name the worker, gateway and API expose (``_bucket``, ``_total``...),
     mapped to its family's type, plus Prometheus's own ``up``."""
     names: dict[str, str] = {"up": "gauge", "scrape_duration_seconds": "gauge"}
-    for registry in (touched_worker().registry, touched_gateway().registry):
+    registries = (touched_worker().registry, touched_gateway().registry, touched_api().registry)
+    for registry in registries:
         for family in text_string_to_metric_families(exposition(registry)):
             for sample in family.samples:
                 names[sample.name] = family.type
