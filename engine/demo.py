@@ -11,6 +11,7 @@ incidents (stand-down messages go out) and stops the processes. The Kafka broker
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -102,6 +103,7 @@ def run_demo(settings: Settings, config: str | None) -> int:
         states = asyncio.run(_follow(settings, ids, within_s=90))
         for incident_id in ids:
             _report(settings, incident_id, states.get(incident_id))
+        _summary(settings, [states[i] for i in ids if i in states])
         for incident_id in ids:
             subprocess.run(
                 [*_engine(env), "incident", "close", incident_id,
@@ -182,6 +184,25 @@ def _report(settings: Settings, incident_id: str, state: dict[str, Any] | None) 
         f"   now {state['state']}; replies {replies}; quorum met: {q.get('met')} "
         f"(zone team {q.get('zone_team_ok')}, units {q.get('units_ok')}/{q.get('units_needed')})"
     )
+
+
+def _summary(settings: Settings, states: list[dict[str, Any]]) -> None:
+    """The run's summary (per incident and against NFPA 1225), as text, JSON and a plot."""
+    from engine.scenario.summary import plot, render, summarise
+
+    async def read(logical: str) -> list[dict[str, Any]]:
+        topic = settings.topic(logical)
+        return [r["value"] async for r in tail(settings, topic, from_beginning=True,
+                                                idle_timeout_s=1.0)]  # fmt: skip
+
+    decisions, acks = asyncio.run(read("decisions")), asyncio.run(read("acks"))
+    summary = summarise(states, decisions, acks)
+    out = settings.data_dir / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
+    plot(summary, out / "summary.png")
+    print("\n== summary\n" + render(summary))
+    print(f"written: {out / 'summary.json'}, {out / 'summary.png'}")
 
 
 async def _decisions(settings: Settings, incident_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,214 @@
+"""What happened to a set of incidents, from the topics' records alone (pure).
+
+Per incident: the zone and its distance, who was called, who answered and when, the
+stages after the first (escalations and operators' new stages), and each stage's
+latency. Over all: percentiles of raise -> decision beside NFPA 1225's target (90 % of
+alarms processed within 60 s) and the share of incidents whose quorum was met.
+
+Input: the latest ``incident-state`` value per incident, the ``decisions`` and the
+``acks`` (JSON-ready dicts, as `engine tail` gives them). Output: a JSON-ready dict
+(``--json``), a text table, and a PNG of raise -> quorum per incident.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+NFPA_1225_S = 60.0
+"""NFPA 1225: 90 % of alarms processed (received -> dispatched) within 60 s."""
+NFPA_1225_SHARE = 0.90
+REPLIES = ("accept", "decline", "on_scene")
+
+
+def _t(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _since(raised: datetime, value: str | None) -> float | None:
+    at = _t(value)
+    return None if at is None else round((at - raised).total_seconds(), 3)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def incident_summary(
+    state: dict[str, Any], decisions: list[dict[str, Any]], acks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    incident = state["incident"]
+    raised = datetime.fromisoformat(incident["raised_at"])
+    decisions = sorted(decisions, key=lambda d: d["stage"])
+    first = decisions[0] if decisions else None
+    zone = (first or {}).get("zone") or {}
+    entity_of = {
+        c: r["id"]
+        for d in decisions
+        for r in d.get("recipients", [])
+        for c in r.get("contacts", [])
+    }
+    answers = []
+    for a in sorted(acks, key=lambda a: a["at"]):
+        if a["kind"] in REPLIES:
+            answers.append(
+                {
+                    "who": entity_of.get(a["radio_id"], a["radio_id"]),
+                    "radio_id": a["radio_id"],
+                    "kind": a["kind"],
+                    "after_s": _since(raised, a["at"]),
+                }
+            )
+    delivered = [a for a in acks if a["kind"] == "delivered"]
+    timeline = state.get("timeline", [])
+    quorum_at = next((e["at"] for e in timeline if "quorum met" in e.get("what", "")), None)
+    on_scene_at = next((e["at"] for e in timeline if e.get("state") == "on_scene"), None)
+    first_accept = next((a for a in answers if a["kind"] in ("accept", "on_scene")), None)
+    called = Counter(r["kind"] for d in decisions for r in d.get("recipients", []))
+    return {
+        "id": incident["id"],
+        "type": incident["type"],
+        "priority": incident["priority"],
+        "address": incident.get("address"),
+        "state": state["state"],
+        "zone": zone.get("id"),
+        "zone_distance_m": zone.get("distance_m"),
+        "called": dict(called),
+        "stages": [
+            {
+                "stage": d["stage"],
+                "zone": (d.get("zone") or {}).get("id"),
+                "after_s": _since(raised, d.get("decided_at")),
+                "why": (d.get("reasons") or [""])[0],
+            }
+            for d in decisions
+        ],
+        "answers": answers,
+        "quorum_met": bool((state.get("quorum") or {}).get("met")) and quorum_at is not None,
+        "latency_s": {
+            "raise_to_decision": _since(raised, (first or {}).get("decided_at")),
+            "raise_to_first_delivery": min(
+                (s for s in (_since(raised, a["at"]) for a in delivered) if s is not None),
+                default=None,
+            ),
+            "raise_to_first_accept": first_accept["after_s"] if first_accept else None,
+            "raise_to_quorum": _since(raised, quorum_at),
+            "raise_to_on_scene": _since(raised, on_scene_at),
+        },
+    }
+
+
+def summarise(
+    states: list[dict[str, Any]], decisions: list[dict[str, Any]], acks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    by_incident: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+        s["incident_id"]: ([], []) for s in states
+    }
+    for d in decisions:
+        if d["incident_id"] in by_incident:
+            by_incident[d["incident_id"]][0].append(d)
+    for a in acks:
+        if a["incident_id"] in by_incident:
+            by_incident[a["incident_id"]][1].append(a)
+    incidents = [incident_summary(s, *by_incident[s["incident_id"]]) for s in states]
+    stages: dict[str, dict[str, float | None]] = {}
+    for name in ("raise_to_decision", "raise_to_first_delivery", "raise_to_first_accept",
+                 "raise_to_quorum", "raise_to_on_scene"):  # fmt: skip
+        values = [v for i in incidents if (v := i["latency_s"][name]) is not None]
+        stages[name] = {
+            "n": len(values),
+            "p50_s": percentile(values, 0.5),
+            "p90_s": percentile(values, 0.9),
+            "max_s": max(values) if values else None,
+        }
+    processed = [i["latency_s"]["raise_to_decision"] for i in incidents]
+    within = sum(1 for v in processed if v is not None and v <= NFPA_1225_S)
+    share = within / len(incidents) if incidents else None
+    return {
+        "incidents": incidents,
+        "stages": stages,
+        "nfpa_1225": {
+            "target": f"{NFPA_1225_SHARE:.0%} of alarms processed within {NFPA_1225_S:.0f} s",
+            "processed_within_60s": share,
+            "met": share is not None and share >= NFPA_1225_SHARE,
+        },
+        "quorum_met_share": (
+            sum(1 for i in incidents if i["quorum_met"]) / len(incidents) if incidents else None
+        ),
+    }
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = []
+    for i in summary["incidents"]:
+        lat = i["latency_s"]
+        dist = "" if i["zone_distance_m"] is None else f" ({i['zone_distance_m']:.0f} m)"
+        lines.append(f"{i['id']}  {i['priority']} {i['type']}  {i['address'] or ''}")
+        called = ", ".join(f"{n} {k}" for k, n in sorted(i["called"].items()))
+        lines.append(f"  zone {i['zone'] or 'none'}{dist}; called {called}; now {i['state']}")
+        for st in i["stages"][1:]:
+            lines.append(f"  +{_s(st['after_s'])} s stage {st['stage']} ({st['zone'] or '-'}): "
+                         f"{st['why'][:90]}")  # fmt: skip
+        kinds = Counter(a["kind"] for a in i["answers"])
+        first = ", ".join(f"{a['who']} {a['kind']} +{_s(a['after_s'])} s" for a in i["answers"][:3])
+        lines.append(f"  answers {dict(kinds)}; first: {first or 'none'}")
+        lines.append(
+            f"  raise->decision {_s(lat['raise_to_decision'])} s, ->first delivery "
+            f"{_s(lat['raise_to_first_delivery'])} s, ->first accept "
+            f"{_s(lat['raise_to_first_accept'])} s, ->quorum {_s(lat['raise_to_quorum'])} s, "
+            f"->on scene {_s(lat['raise_to_on_scene'])} s"
+        )
+    lines.append("")
+    lines.append(f"{'stage':<26} {'n':>3} {'p50 s':>7} {'p90 s':>7} {'max s':>7}")
+    for name, f in summary["stages"].items():
+        lines.append(f"{name:<26} {f['n']:>3} {_s(f['p50_s']):>7} {_s(f['p90_s']):>7} "
+                     f"{_s(f['max_s']):>7}")  # fmt: skip
+    nfpa = summary["nfpa_1225"]
+    share, quorum = nfpa["processed_within_60s"], summary["quorum_met_share"]
+    lines.append(
+        f"NFPA 1225 ({nfpa['target']}): {'-' if share is None else f'{share:.0%}'} "
+        f"{'met' if nfpa['met'] else 'NOT met'}; quorum met for "
+        f"{'-' if quorum is None else f'{quorum:.0%}'} of incidents"
+    )
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Raise -> quorum per incident (bars), the ones never met marked, 60 s marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["incidents"]
+    labels = [f"{i['priority']} {i['type']} {i['id'][-6:]}" for i in rows]
+    values = [i["latency_s"]["raise_to_quorum"] for i in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(3, len(rows)) + 1.2), dpi=110)
+    top = max([v for v in values if v is not None] + [NFPA_1225_S])
+    for y, v in enumerate(values):
+        if v is None:
+            ax.barh(y, top * 1.05, color="#f5b7b1", hatch="//", edgecolor="#c0392b")
+            ax.text(top * 0.02, y, "no quorum", va="center", fontsize=8, color="#922b21")
+        else:
+            ax.barh(y, v, color="#2e86c1")
+            ax.text(v, y, f" {v:.1f} s", va="center", fontsize=8)
+    ax.axvline(NFPA_1225_S, color="#555", linestyle="--", linewidth=1)
+    ax.text(NFPA_1225_S, -0.8, " 60 s", fontsize=8, color="#555")
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from raise to ack quorum (zone team + linked units)")
+    ax.set_title("Raise -> quorum per incident")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
