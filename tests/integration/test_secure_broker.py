@@ -9,6 +9,7 @@ over SASL_SSL, every process as its own principal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -27,6 +29,7 @@ from aiokafka.errors import (
 )
 from pydantic import SecretStr
 
+from engine.api.tokens import TokenStore
 from engine.broker.local import LocalBroker
 from engine.broker.secure import ADMIN, ROLES
 from engine.config import Settings
@@ -127,7 +130,13 @@ MATRIX = [
     ("api", "read", "incident-state", None, "allowed"),
     ("api", "write", "acks", None, "refused"),  # an operator's token cannot ack
     ("api", "write", "decisions", None, "refused"),
-    ("api", "read", "callouts", None, "refused"),
+    ("api", "read", "callouts", None, "allowed"),  # the console's read model
+    ("api", "write", "commands", None, "allowed"),
+    ("api", "write", "audit", None, "refused"),  # outcomes come from the worker only
+    ("worker", "write", "audit", None, "allowed"),
+    ("worker", "write", "commands", None, "refused"),
+    ("gateway", "write", "commands", None, "refused"),
+    ("viewer", "write", "commands", None, "refused"),
     ("viewer", "read", "decisions", None, "allowed"),
     ("viewer", "read", "incident-state", None, "allowed"),
     ("viewer", "read", "audit", None, "refused"),
@@ -225,8 +234,9 @@ def _made(path: Path) -> Path:
 
 @pytest.mark.e2e
 def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -> None:
-    """raise (api) -> decision, call-outs (worker) -> SMS (gateway, pty) -> replies ->
-    acks (gateway) -> quorum (worker) -> incident-state, each process its own principal."""
+    """raise (API over HTTP, principal api) -> decision, call-outs (worker) -> SMS (gateway,
+    pty) -> replies -> acks (gateway) -> quorum (worker) -> incident-state; then a close
+    command through the API, applied by the worker: each process its own principal."""
     link = tmp_path / "ttyUSB0"
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -252,15 +262,27 @@ def test_the_whole_pipeline_over_sasl_ssl(secure: LocalBroker, tmp_path: Path) -
         start("gateway", "gateway", "gateway", "--device", str(link), "--registry",
               str(REGISTRY), "--metrics-port", "0")  # fmt: skip
         start("worker", "worker", "worker", "--metrics-port", "0")
-        raised = subprocess.run(
-            [sys.executable, "-m", "engine.cli", "raise", "--type", "fire", "--priority", "P1",
-             "--lat", "22.8031", "--lon", "114.0842", "--address", "林村新围路12号"],
-            env=_env_of(secure, "api", _made(tmp_path / "api")), capture_output=True, text=True,
-            timeout=120, check=True,
-        )  # fmt: skip
-        incident_id = raised.stdout.strip().splitlines()[0]
+        # the operators' API as principal `api`: raise over HTTP, close by command
+        token = TokenStore(_made(tmp_path / "api") / "api-tokens.json").create("operator", "li")[1]
+        port = free_port()
+        start("api", "api", "api", "--port", str(port))
+        url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.5)
+        body = {"type": "fire", "priority": "P1", "location": {"lat": 22.8031, "lon": 114.0842},
+                "address": "林村新围路12号"}  # fmt: skip
+        raised = httpx.post(f"{url}/v1/incidents", json=body, headers=auth, timeout=60)
+        assert raised.status_code == 201, (raised.text, _logs(tmp_path))
+        incident_id = raised.json()["id"]
         viewer = secure.role_settings("viewer")
         states = asyncio.run(_states_until_on_scene(viewer, incident_id, procs, within=240.0))
+        closed = httpx.post(f"{url}/v1/incidents/{incident_id}/close", json={"reason": "done"},
+                            headers=auth, timeout=60)  # fmt: skip
+        assert closed.status_code == 200, (closed.text, _logs(tmp_path))
         for proc in procs:
             assert proc.poll() is None, _logs(tmp_path)
     finally:
