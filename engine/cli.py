@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
     from engine.rules import cli as rules_cli
+    from engine.scenario import cli as scenario_cli
     from engine.streams import cli as streams_cli
 
     parser = argparse.ArgumentParser(
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules_cli.add_commands(sub)
     streams_cli.add_commands(sub)
     api_cli.add_commands(sub)
+    scenario_cli.add_commands(sub)
     planning_cli.register(sub)  # after rules_cli: adds `plan compare` to its `plan`
     return parser
 
