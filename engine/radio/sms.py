@@ -17,8 +17,10 @@ from engine.radio.at_commands import CTRL_Z, Command
 from engine.radio.at_events import Urc
 from engine.radio.directory import mask_number
 from engine.radio.errors import MessageFormatError
+from engine.wording import SINGLE_SMS_UNITS, split_text
 
-SINGLE_SMS_UNITS = 70
+__all__ = ["SINGLE_SMS_UNITS", "split_text"]  # split_text lives in engine.wording now
+
 SEND_TIMEOUT = 60.0  # TS 27.005 allows minutes; real modems answer within ~10 s
 
 # Settings a modem forgets when it restarts; replayed in order after every restart.
@@ -58,45 +60,6 @@ def parse_message_reference(lines: tuple[str, ...]) -> int:
             if value.isdigit():
                 return int(value)
     raise MessageFormatError(f"no +CMGS: <mr> in {lines!r}")
-
-
-def split_text(text: str, limit: int = SINGLE_SMS_UNITS) -> list[str]:
-    """One message if it fits, else parts prefixed ``(i/n)``, each within ``limit`` units.
-
-    The prefix counts against the limit. Surrogate pairs are never cut, and a part ends
-    after a space when one falls in its second half so words stay whole. Joining the
-    parts without their prefixes gives back ``text``.
-    """
-    if ucs2.units(text) <= limit:
-        return [text]
-    n = 2
-    while True:
-        budget = limit - ucs2.units(f"({n}/{n})")
-        if budget < 2:  # room for at least one surrogate pair
-            raise ValueError(f"limit {limit} leaves no room for text after the part prefix")
-        bodies = _pack(text, budget)
-        if len(bodies) <= n and len(str(len(bodies))) == len(str(n)):
-            total = len(bodies)
-            return [f"({i}/{total}){body}" for i, body in enumerate(bodies, 1)]
-        n = len(bodies)
-
-
-def _pack(text: str, budget: int) -> list[str]:
-    parts: list[str] = []
-    start = 0
-    while start < len(text):
-        used = 0
-        end = start
-        while end < len(text) and used + ucs2.units(text[end]) <= budget:
-            used += ucs2.units(text[end])
-            end += 1
-        if end < len(text):
-            space = text.rfind(" ", start, end)
-            if space >= start + (end - start) // 2:
-                end = space + 1
-        parts.append(text[start:end])
-        start = end
-    return parts
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from engine.models import CallOut, Channel, Incident
-from engine.radio.callout_text import TAG, format_callout
-from engine.radio.replies import incident_code
 from engine.rules.decision import DispatchDecision
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
+from engine.wording import format_callout, incident_code, manual_dispatch_text, stand_down_text
 
 if TYPE_CHECKING:
     from engine.rules.followup import Dispatch
@@ -125,11 +124,7 @@ def stand_down(
     """A last message to everyone paged for an incident that was cancelled or closed."""
     incident = dispatch.incident
     code = incident_code(incident.id)
-    text = (
-        f"[{TAG}] #{code} 警情已取消，无需前往，谢谢"
-        if cancelled
-        else f"[{TAG}] #{code} 警情已处置完毕，谢谢支援"
-    )
+    text = stand_down_text(code, cancelled=cancelled)
     return [
         CallOut(
             idempotency_key=f"{incident.id}/end/{address}",
@@ -152,10 +147,7 @@ def manual_dispatch(incident: Incident, plan: LoadedPlan) -> list[CallOut]:
     cc = plan.plan.command_centre
     code = incident_code(incident.id)
     where = incident.address or f"{incident.location.lat:.5f},{incident.location.lon:.5f}"
-    text = (
-        f"[{TAG}]{incident.priority.value} 引擎故障，请人工派警 #{code} "
-        f"{incident.type.value} {where}"
-    )
+    text = manual_dispatch_text(incident.priority, code, incident.type, where)
     addresses = [a for a in (cc.radio_id, f"sms:{cc.id}" if cc.sms_number else None) if a]
     return [
         CallOut(
