@@ -141,9 +141,24 @@ def escalate(
     """The next rung of the ladder after ``previous`` stages missed their quorum.
     Raises NoStageLeft when the plan has no further stage."""
     response = _response(incident, plan)
-    stage = len(previous)
+    # the stage after the last one run (substitutes and re-decisions repeat a stage)
+    stage = previous[-1].stage + 1 if previous else 0
     if stage >= len(response.stages):
         raise NoStageLeft(incident.id)
+    return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
+
+
+def redecide(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    now: datetime,
+    previous: list[Decision] | list[DispatchDecision],
+) -> DispatchDecision:
+    """The current stage decided again (its zone team was taken by a higher priority):
+    nobody called before is called again, so the next available zone comes in."""
+    stage = previous[-1].stage if previous else 0
     return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
 
 
