@@ -202,10 +202,18 @@ def _callout(
     )
 
 
-def channel_reasons(decision: DispatchDecision, plan: LoadedPlan) -> DispatchDecision:
-    """The decision with one reason per recipient kind it calls over a ladder."""
+def channel_reasons(decision: DispatchDecision, world: World, plan: LoadedPlan) -> DispatchDecision:
+    """The decision with one reason per recipient kind it reaches over a ladder (a kind
+    with at least one contact holding a PoC handset)."""
     ladders = plan.plan.ladders
-    kinds = [k for k in dict.fromkeys(r.kind for r in decision.recipients) if k in ladders]
+    radios = world.registry.radios
+    kinds = [
+        k
+        for k in dict.fromkeys(
+            r.kind for r in decision.recipients if any(a in radios for a in r.contacts)
+        )
+        if k in ladders
+    ]
     if not kinds:
         return decision
     extra = tuple(

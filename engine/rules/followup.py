@@ -54,8 +54,6 @@ from engine.rules.lifecycle import AWAITING_QUORUM, OPEN, Event, next_state
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
 
-__all__ = ["AWAITING_QUORUM", "OPEN"]  # re-exported: the lifecycle's sets of states
-
 
 class Dispatch(BaseModel):
     """The rules' memory of one incident: its decisions and who answered."""
@@ -185,6 +183,17 @@ def quorum_status(dispatch: Dispatch) -> QuorumStatus:
     )
 
 
+def _zone_possible(dispatch: Dispatch) -> bool:
+    rule = getattr(dispatch.decisions[-1], "quorum", None) or {}
+    if not rule.get("zone_team", False):
+        return True
+    out = set(dispatch.declined) - set(dispatch.accepted) - set(dispatch.on_scene)
+    out |= set(dispatch.withdrawn)
+    return any(
+        r.kind == KEY_ZONE and r.id not in out for d in dispatch.decisions for r in d.recipients
+    )
+
+
 def quorum_possible(dispatch: Dispatch) -> bool:
     """Can the current stage's quorum still be met by those called and not declined?"""
     if not dispatch.decisions:
@@ -234,7 +243,7 @@ def first_callout(
 ) -> Opened:
     """A new incident's record, its stage-0 decision with the channel reasons, and the
     call-outs to send now (each contact's first ladder step)."""
-    decision = channel_reasons(decision, plan)
+    decision = channel_reasons(decision, world, plan)
     dispatch = open_dispatch(incident, decision, now)
     dispatch, calls = start_stage(dispatch, decision, world, plan)
     return Opened(dispatch, decision, calls)
@@ -470,7 +479,7 @@ def _next_stage(
         return TimeoutOutcome(done, "unanswered", None)
     if why is not None:
         decision = decision._replace(reasons=(why, *decision.reasons))
-    decision = channel_reasons(decision, plan)
+    decision = channel_reasons(decision, world, plan)
     state = next_state(dispatch.status, Event.ESCALATED)
     summary = _called_summary(decision)
     entry = TimelineEntry(
@@ -519,10 +528,15 @@ def on_reply(
     if out.effect == "ignored" or updated.status not in AWAITING_QUORUM:
         return ReplyOutcome(updated, out.effect, out.reason)
     lost = _lost_units(dispatch, updated, ack)
-    if not lost:
+    if not lost and quorum_possible(updated):
         return ReplyOutcome(updated, out.effect, out.reason)
-    unit = lost[0]
-    found = heal.substitute(updated, unit, world, availability, plan, now)
+    unit = lost[0] if lost else ack.radio_id
+    # a zone team that can no longer come is not made up for by units: next stage
+    found = (
+        heal.substitute(updated, unit, world, availability, plan, now)
+        if lost and _zone_possible(updated)
+        else None
+    )
     if found is not None:
         decision = found
         state = next_state(updated.status, Event.SUBSTITUTED)
@@ -542,7 +556,13 @@ def on_reply(
         )
     if quorum_possible(updated):
         return ReplyOutcome(updated, out.effect, out.reason)
-    why = heal.impossible_reason(unit)
+    why = (
+        heal.impossible_reason(unit)
+        if _zone_possible(updated)
+        else heal.zone_declined_reason(
+            [e for e in updated.declined if e in updated.zones() and e not in updated.accepted]
+        )
+    )
     nxt = _next_stage(
         updated,
         world,
@@ -617,7 +637,7 @@ def on_preempted(
         update={"withdrawn": tuple(sorted({*dispatch.withdrawn, *taken}))}
     )
     decision = redecide(dispatch.incident, world, availability, plan, now, list(dispatch.decisions))
-    decision = channel_reasons(decision._replace(reasons=(why, *decision.reasons)), plan)
+    decision = channel_reasons(decision._replace(reasons=(why, *decision.reasons)), world, plan)
     state = next_state(dispatch.status, Event.PREEMPTED)
     entry = TimelineEntry(
         at=now, state=state, who="engine", what=f"{why}; {_called_summary(decision)}"

@@ -152,6 +152,14 @@ def impossible_reason(unit_id: str) -> str:
     )
 
 
+def zone_declined_reason(zones: list[str]) -> str:
+    z = ", ".join(zones) or "?"
+    return R.both(
+        f"先莞队 {z} 不能前往，本级确认已无法达到，立即升级",
+        f"zone team {z} declined: the quorum cannot be met, escalating now",
+    )
+
+
 def preempted_reason(zones: list[str], by: str, priority: str) -> str:
     z = ", ".join(zones)
     return R.both(
