@@ -50,7 +50,9 @@ from engine.rules.callouts import (
 from engine.rules.decide import KEY_ZONE, UNIT, NoStageLeft, escalate, redecide
 from engine.rules.decision import DispatchDecision
 from engine.rules.ladder import PendingStep
-from engine.rules.lifecycle import AWAITING_QUORUM, OPEN, Event, next_state
+from engine.rules.lifecycle import AWAITING_QUORUM as AWAITING_QUORUM
+from engine.rules.lifecycle import OPEN as OPEN
+from engine.rules.lifecycle import Event, next_state
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
 
