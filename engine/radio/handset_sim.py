@@ -62,10 +62,11 @@ async def run_handsets(
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
     modem = ModemSimulator(
+        delivery_reports=True,
         handsets={
             n: script_for(behaviour, i, reply_delay, on_scene_after)
             for i, n in enumerate(phone_numbers)
-        }
+        },
     )
     rng = random.Random(seed)
     async with PtyModem(modem, link=link) as host:

@@ -17,9 +17,9 @@ from engine.models import CallOut, Channel
 from engine.radio import ucs2
 from engine.radio.directory import (
     RadioDirectory,
+    group_number,
     mask_number,
     normalise_number,
-    talk_group_number,
 )
 from engine.radio.errors import CommandAborted, CommandError, CommandTimeout, RadioError
 from engine.radio.metrics import GatewayMetrics
@@ -145,8 +145,11 @@ class Pager:
                 raise PageRefused(f"radio {entry.radio_id} has no numeric PoC id")
             await self.link.execute(dialect.single_call(entry.poc_id))
         else:
-            if entry.talk_group is None:
-                raise PageRefused(f"radio {entry.radio_id} has no talk group")
-            await self.link.execute(dialect.join_group(talk_group_number(entry.talk_group)))
+            group = group_number(entry)
+            if group is None:
+                raise PageRefused(
+                    f"radio {entry.radio_id} has no vendor talk-group id (registry talk_group_id)"
+                )
+            await self.link.execute(dialect.join_group(group))
         seconds = await voice.say(PocPtt(self.link, dialect), callout.text)
         return Paged(voice_seconds=seconds)

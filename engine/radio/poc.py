@@ -39,13 +39,38 @@ class NetworkDown:
 
 
 @dataclass(frozen=True)
+class HandsetPresence:
+    """A handset (PoC user) came onto or dropped off the PoC network."""
+
+    user_id: int
+    online: bool
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The outcome of a single call: the handset answered (it has the call) or not."""
+
+    user_id: int
+    reached: bool
+
+
+@dataclass(frozen=True)
 class UnknownPocReport:
     """A report this dialect does not know, kept for logs rather than dropped."""
 
     raw: str
 
 
-PocEvent = TalkGranted | TalkDenied | LoggedIn | NetworkUp | NetworkDown | UnknownPocReport
+PocEvent = (
+    TalkGranted
+    | TalkDenied
+    | LoggedIn
+    | NetworkUp
+    | NetworkDown
+    | HandsetPresence
+    | CallResult
+    | UnknownPocReport
+)
 
 
 class PocDialect(Protocol):
@@ -112,7 +137,17 @@ class HexOpcodeDialect:
             return NetworkUp()
         if raw == "970000":
             return NetworkDown()
+        if raw.startswith("98") and len(raw) == 12 and _hex(raw[2:]):
+            # presence: 98 <user id, 8 hex> <01 online | 00 offline>
+            return HandsetPresence(int(raw[2:10], 16), raw[10:] == "01")
+        if raw.startswith("0a") and len(raw) == 12 and _hex(raw[2:]):
+            # single-call result: 0a <00 reached | else failed> <user id, 8 hex>
+            return CallResult(int(raw[4:], 16), raw[2:4] == "00")
         return UnknownPocReport(raw)
+
+
+def _hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def _id_hex(value: int) -> str:

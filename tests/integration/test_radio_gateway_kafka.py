@@ -18,7 +18,7 @@ from engine.kafka.connection import client_kwargs
 from engine.kafka.produce import producer
 from engine.kafka.tail import tail
 from engine.models import CallOut, Channel, Priority
-from engine.radio.directory import RadioEntry, StaticDirectory, talk_group_number
+from engine.radio.directory import RadioEntry, StaticDirectory
 from engine.radio.gateway import Gateway
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import HexOpcodeDialect
@@ -155,11 +155,11 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
         running(make_gateway(kafka_settings, link, tmp_path / "sent.jsonl")) as gw,
     ):
         await publish(kafka_settings, [callout("R001")])
-        delivered, accepted = await records(kafka_settings, "acks", 2)
+        sent, accepted = await records(kafka_settings, "acks", 2)
         assert [(r.number, r.text) for r in modem.received] == [(NUMBERS["R001"], text_for("R001"))]
-        assert delivered["kind"] == "delivered"
-        assert delivered["idempotency_key"] == f"{INCIDENT}/0/R001"
-        assert delivered["message_refs"] == [modem.received[0].reference]
+        assert sent["kind"] == "sent"  # the module took it (no status reports here)
+        assert sent["idempotency_key"] == f"{INCIDENT}/0/R001"
+        assert sent["message_refs"] == [modem.received[0].reference]
         assert (accepted["kind"], accepted["radio_id"]) == ("accept", "R001")
         assert accepted["incident_id"] == INCIDENT
 
@@ -169,7 +169,7 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
         host.inject_sms(NUMBERS["R002"], "3 K7Q2")
         host.inject_sms(NUMBERS["R001"], f"3 {code('R001')}")  # replies are handled in order
         acks = await records(kafka_settings, "acks", 3)
-        assert [a["kind"] for a in acks] == ["delivered", "accept", "on_scene"]
+        assert [a["kind"] for a in acks] == ["sent", "accept", "on_scene"]
         for reason in ("unknown_number", "unknown_code", "not_called"):
             assert metric(gw, "engine_radio_replies_rejected_total", reason=reason) == 1
         assert metric(gw, "engine_radio_callouts_sent_total", channel="sms") == 1
@@ -253,13 +253,21 @@ async def test_unplug_mid_fan_out_delivers_every_callout_exactly_once(
         assert link.connects == 2
     assert Counter(r.number for r in modem.received) == Counter(NUMBERS.values())
     assert sorted(a["radio_id"] for a in acks) == sorted(NUMBERS)
-    assert {a["kind"] for a in acks} == {"delivered"}
+    assert {a["kind"] for a in acks} == {"sent"}
 
 
 async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_path: Path) -> None:
     """poc_single calls the handset, poc_group joins its talk group; espeak-ng speaks."""
     directory = StaticDirectory(
-        [RadioEntry("R001", NUMBERS["R001"], poc_id=860100001, talk_group="TG-KZ001")]
+        [
+            RadioEntry(
+                "R001",
+                NUMBERS["R001"],
+                poc_id=860100001,
+                talk_group="TG-KZ001",
+                talk_group_id=860200001,
+            )
+        ]
     )
     single = callout("R001").model_copy(
         update={"channel": Channel.POC_SINGLE, "idempotency_key": "k-single"}
@@ -280,13 +288,17 @@ async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_
         ),
     ):
         await publish(kafka_settings, [single])
-        [first] = await records(kafka_settings, "acks", 1)
+        first = await records(kafka_settings, "acks", 2)
         await publish(kafka_settings, [group])
-        acks = await records(kafka_settings, "acks", 2)
-    assert [a["channel"] for a in acks] == ["poc_single", "poc_group"]
-    assert first["kind"] == "delivered"
+        acks = await records(kafka_settings, "acks", 3)
+    # the single call: made (sent) and answered (the module's call result: delivered)
+    assert sorted((a["channel"], a["kind"]) for a in first) == [
+        ("poc_single", "delivered"),
+        ("poc_single", "sent"),
+    ]
+    assert (acks[2]["channel"], acks[2]["kind"]) == ("poc_group", "sent")
     poc = [c for c in modem.commands if c.startswith("AT+POC=")]
-    gid = f"{talk_group_number('TG-KZ001'):08X}"
+    gid = f"{860200001:08X}"  # the vendor id from the registry, not a hash of the name
     assert poc == [
         "AT+POC=005200",
         "AT+POC=030000",
