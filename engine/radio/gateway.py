@@ -295,6 +295,12 @@ class Gateway:
         c = item.callout
         reason = error.reason if isinstance(error, PageRefused) else "refused"
         self.metrics.callouts_skipped.labels(reason).inc()
+        if reason == "no_poc":
+            # a gateway without PoC (SMS only): the voice step failed, the record SMS and
+            # the ladder's later steps still reach the person; nothing to dead-letter
+            await self._publish_report(c, self.clock(), (), AckKind.FAILED)
+            await self._finish_key(c.idempotency_key)
+            return
         letter_reason = reason if reason in _DEAD_LETTER_REASONS else "other"
         await self._dead_letter(
             c.to_json_bytes(), c.radio_id.encode(), item.partition, item.offset, str(error),

@@ -139,7 +139,9 @@ class Pager:
             return Paged(tuple(await self.link.send_sms(entry.sms_number, callout.text)))
         dialect, voice = self.dialect, self.voice
         if dialect is None or voice is None:
-            raise PageRefused(f"{callout.channel.value} call-out but no PoC dialect and voice")
+            raise PageRefused(
+                f"{callout.channel.value} call-out but no PoC dialect and voice", "no_poc"
+            )
         if callout.channel is Channel.POC_SINGLE:
             if entry.poc_id is None:
                 raise PageRefused(f"radio {entry.radio_id} has no numeric PoC id")
