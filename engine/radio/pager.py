@@ -28,6 +28,7 @@ from engine.radio.ptt import PocPtt
 from engine.radio.sms import SINGLE_SMS_UNITS, split_text
 from engine.radio.transport import ModemLink
 from engine.radio.voice import Voice
+from engine.wording import spoken_text
 
 log = logging.getLogger(__name__)
 
@@ -153,5 +154,5 @@ class Pager:
                     f"radio {entry.radio_id} has no vendor talk-group id (registry talk_group_id)"
                 )
             await self.link.execute(dialect.join_group(group))
-        seconds = await voice.say(PocPtt(self.link, dialect), callout.text)
+        seconds = await voice.say(PocPtt(self.link, dialect), spoken_text(callout.text))
         return Paged(voice_seconds=seconds)
