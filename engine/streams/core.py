@@ -133,6 +133,7 @@ class AreaCore:
         self._unavailable: set[str] = set()
         self._offline: set[str] = set()
         self._fixes = ObserverFixes()
+        self._patrol_fixes: dict[str, Fix] = {}  # patrol base id -> freshest fix (issue 13)
         self._frozen: tuple[frozenset[str], frozenset[str]] | None = None
 
     # --- caches -------------------------------------------------------------------
@@ -251,11 +252,13 @@ class AreaCore:
             unavailable=unavailable,
             offline_radios=offline,
             observer_fixes=self._fixes,
+            patrol_fixes=self._patrol_fixes,
         )
 
     def _rebuild(self) -> None:
         """Availability of every local area from the stores (after start or rebalance)."""
         self._unavailable, self._offline = set(), set()
+        self._patrol_fixes = {}
         fixes: dict[str, Fix] = {}
         for unit_id, raw in self.entries("statuses"):
             status = UnitStatus.model_validate(raw)
@@ -286,6 +289,26 @@ class AreaCore:
                 into.discard(unit_id)
         if status.location is not None and self._is_observer(unit_id):
             fixes[unit_id] = Fix(status.location.lat, status.location.lon, status.at)
+        elif status.location is not None:
+            patrol = self._patrol_of(unit_id)
+            held = self._patrol_fixes.get(patrol or "")
+            if patrol is not None and (held is None or held.at <= status.at):
+                self._patrol_fixes[patrol] = Fix(
+                    status.location.lat, status.location.lon, status.at
+                )
+
+    def _patrol_of(self, unit_id: str) -> str | None:
+        """The patrol base a position report is for: the base itself or a member."""
+        for w in self.worlds.values():
+            placed = w.registry.placed.get(unit_id)
+            if placed is not None:
+                return unit_id if placed.kind.value == "patrol_base" else None
+            member = w.registry.volunteers.get(unit_id)
+            if member is not None and member.group_id is not None:
+                group = w.registry.placed.get(member.group_id)
+                if group is not None and group.kind.value == "patrol_base":
+                    return group.id
+        return None
 
     def _index_due(self, incident_id: str, value: Dispatch | dict[str, Any]) -> None:
         """Where the incident is due next: its stage's ack deadline while it awaits a

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.models import Ack, Incident, Lifecycle
+from engine.models import Ack, Incident, Lifecycle, UnitStatus
 from engine.rules.availability import Availability, Commitment
 from engine.rules.decide import decide
 from engine.rules.followup import (
@@ -27,6 +27,7 @@ from engine.rules.lifecycle import TABLE, Event, IllegalTransition, next_state
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
 from engine.streams.core import AreaCore
+from engine.streams.events import AreaEvent
 
 pytestmark = pytest.mark.unit
 
@@ -293,3 +294,46 @@ def test_lifecycle_table_refuses_what_it_does_not_list() -> None:
         next_state(Lifecycle.CLOSED, Event.QUORUM_MET)
     ended = {Lifecycle.CLOSED, Lifecycle.CANCELLED}
     assert not any(state in ended for state, _ in TABLE)
+
+
+# --- item 6: live positions -----------------------------------------------------------
+def _fight_patrol(core: AreaCore) -> dict[str, object]:
+    fight = _fire("FIGHT1", "P2", "fight")
+    fx = core.on_incident(fight, T0)
+    decision = next(json.loads(o.value) for o in fx.out if o.topic == "decisions")
+    [patrol] = [r for r in decision["recipients"] if r["kind"] == "patrol_base"]
+    return patrol  # type: ignore[no-any-return]
+
+
+def _position(core: AreaCore, unit_id: str, lat: float, lon: float, age_s: float) -> None:
+    at = T0 - timedelta(seconds=age_s)
+    status = UnitStatus(unit_id=unit_id, location={"lat": lat, "lon": lon}, at=at)  # type: ignore[arg-type]
+    core.on_event(AreaEvent(kind="status", at=at, area="tangxia", status=status), at)
+    core.apply_writes()
+
+
+def test_patrols_are_called_by_where_they_are(
+    tangxia_world: World, default_plan: LoadedPlan
+) -> None:
+    """A fight at 22:40: PT260's base is nearest (523 m). A member of PT021 (base 908 m
+    away) reports a position 15 m from the scene: PT021 is called, by its live position.
+    A fix older than the plan's five minutes is not used: the base counts, and says so."""
+    core = AreaCore({"tangxia": tangxia_world}, default_plan, {})
+    assert _fight_patrol(core)["id"] == "PT260"
+
+    core = AreaCore({"tangxia": tangxia_world}, default_plan, {})
+    _position(core, "V02237", 22.8032, 114.0843, age_s=30)  # a member of PT021
+    patrol = _fight_patrol(core)
+    assert patrol["id"] == "PT021" and patrol["distance_m"] == 15.1
+    assert patrol["reason"] == (
+        "最近的在岗巡防队（实时位置，15米） | nearest on-duty patrol (15 m from its live position)"
+    )
+
+    core = AreaCore({"tangxia": tangxia_world}, default_plan, {})
+    _position(core, "PT260", 22.90, 114.20, age_s=900)  # stale, and far away
+    patrol = _fight_patrol(core)
+    assert patrol["id"] == "PT260"
+    assert patrol["reason"] == (
+        "最近的在岗巡防队（位置已过时 900 秒，按驻点计 523米） | nearest on-duty patrol "
+        "(523 m from its base: its last fix is 900 s old)"
+    )
