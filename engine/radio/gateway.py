@@ -501,6 +501,18 @@ class Gateway:
             if radio is not None:
                 why = "PoC handset online" if report.online else "PoC handset offline"
                 await self._status(report.online, why, radio)
+        elif isinstance(report, poc.HandsetPosition):
+            radio = self._radio_of_poc(report.user_id)
+            if radio is not None:
+                status = UnitStatus.model_validate(
+                    {
+                        "unit_id": radio,
+                        "location": {"lat": report.lat, "lon": report.lon},
+                        "reason": "PoC handset position",
+                        "source": SOURCE,
+                    }
+                )
+                await self._produce("unit-status", radio, status.to_json_bytes())
         elif isinstance(report, poc.CallResult):
             radio = self._radio_of_poc(report.user_id)
             callout = self._poc_single.get(radio or "")

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from engine.radio import ucs2
+from engine.radio import poc, ucs2
 
 BOOT_BANNER = b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nCall Ready\r\n\r\nSMS Ready\r\n"
 SCTS = "25/11/29,20:41:05+32"  # fixed service-centre time stamp: tests stay deterministic
@@ -233,6 +233,10 @@ class ModemSimulator:
         self.storage[index] = (sender, text, SCTS, False)
         if not self.booting:
             self._outbox += f'\r\n+CMTI: "SM",{index}\r\n'.encode("ascii")
+
+    def report_position(self, poc_id: int, lat: float, lon: float) -> None:
+        """A handset's GPS fix, relayed by the PoC platform (``+POC:99...``)."""
+        self.inject_poc(poc.position_report(poc_id, lat, lon))
 
     def set_presence(self, poc_id: int, number: str, online: bool) -> None:
         """A handset logs on or drops off the PoC network: the module reports it."""

@@ -303,7 +303,8 @@ class AreaCore:
             placed = w.registry.placed.get(unit_id)
             if placed is not None:
                 return unit_id if placed.kind.value == "patrol_base" else None
-            member = w.registry.volunteers.get(unit_id)
+            radio = w.registry.radios.get(unit_id)  # a handset's fix: its holder's
+            member = w.registry.volunteers.get(radio.holder if radio else unit_id)
             if member is not None and member.group_id is not None:
                 group = w.registry.placed.get(member.group_id)
                 if group is not None and group.kind.value == "patrol_base":

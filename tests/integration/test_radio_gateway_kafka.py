@@ -310,3 +310,37 @@ async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_
         "AT+POC=0C0000",
     ]
     assert not modem.received  # no SMS for voice call-outs
+
+
+async def test_presence_and_positions_reach_unit_status(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The module's presence and position reports for a handset become unit-status
+    records under the handset's radio id (issue 13)."""
+    directory = StaticDirectory(
+        [RadioEntry("R001", NUMBERS["R001"], poc_id=860100001, talk_group_id=860200001)]
+    )
+    modem = ModemSimulator()
+    async with (
+        asyncio.timeout(WITHIN),
+        PtyModem(modem) as host,
+        ModemLink(host.path) as link,
+        running(
+            make_gateway(
+                kafka_settings, link, tmp_path / "s.jsonl", directory=directory,
+                dialect=HexOpcodeDialect(), voice=Voice(tail=0.05),
+            )
+        ),
+    ):  # fmt: skip
+        await link.wait_connected()
+        modem.set_presence(860100001, NUMBERS["R001"], online=False)
+        modem.report_position(860100001, 22.8031, 114.0842)
+        modem.report_position(999, 22.0, 114.0)  # a user no radio has: not reported
+        host._poke()
+        statuses = [
+            s for s in await records(kafka_settings, "unit-status", 2) if s["unit_id"] == "R001"
+        ]
+    offline = next(s for s in statuses if s.get("radio_online") is False)
+    assert offline["reason"] == "PoC handset offline"
+    moved = next(s for s in statuses if s.get("location"))
+    assert moved["location"] == {"lat": 22.8031, "lon": 114.0842}

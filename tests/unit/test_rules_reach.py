@@ -329,6 +329,11 @@ def test_patrols_are_called_by_where_they_are(
         "最近的在岗巡防队（实时位置，15米） | nearest on-duty patrol (15 m from its live position)"
     )
 
+    # the same fix relayed from the member's handset (R233, V02237's) by the gateway
+    core = AreaCore({"tangxia": tangxia_world}, default_plan, {})
+    _position(core, "R233", 22.8032, 114.0843, age_s=30)
+    assert _fight_patrol(core)["id"] == "PT021"
+
     core = AreaCore({"tangxia": tangxia_world}, default_plan, {})
     _position(core, "PT260", 22.90, 114.20, age_s=900)  # stale, and far away
     patrol = _fight_patrol(core)
