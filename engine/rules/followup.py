@@ -529,6 +529,8 @@ def on_reply(
     updated = out.dispatch
     if out.effect == "ignored" or updated.status not in AWAITING_QUORUM:
         return ReplyOutcome(updated, out.effect, out.reason)
+    if ack.kind is not AckKind.DECLINE and ack.kind is not AckKind.FAILED:
+        return ReplyOutcome(updated, out.effect, out.reason)  # only a loss can heal
     lost = _lost_units(dispatch, updated, ack)
     if not lost and quorum_possible(updated):
         return ReplyOutcome(updated, out.effect, out.reason)

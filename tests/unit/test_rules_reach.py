@@ -342,3 +342,23 @@ def test_patrols_are_called_by_where_they_are(
         "最近的在岗巡防队（位置已过时 900 秒，按驻点计 523米） | nearest on-duty patrol "
         "(523 m from its base: its last fix is 900 s old)"
     )
+
+
+def test_an_accept_never_escalates_even_when_the_quorum_cannot_be_met(
+    tangxia_world: World, default_plan: LoadedPlan
+) -> None:
+    """KZ118 declined (stage 1 ran at once); KZ063 declines too: stage 2 runs (no zone
+    team left in the plan's ladder), where nobody can make the zone-team quorum. A unit's
+    accept there is recorded; it must not run a stage or end the incident."""
+    d = _open(tangxia_world, default_plan)
+    d = on_reply(d, _ack("R118", "decline", 5), tangxia_world, Availability(), default_plan,
+                 T0 + timedelta(seconds=5)).dispatch  # fmt: skip
+    assert d.stage == 1
+    zone1 = next(r for r in d.decisions[-1].recipients if r.kind == "key_zone")
+    d = on_reply(d, _ack(zone1.contacts[0], "decline", 6), tangxia_world, Availability(),  # type: ignore[attr-defined]
+                 default_plan, T0 + timedelta(seconds=6)).dispatch  # fmt: skip
+    assert d.stage == 2 and d.status is Lifecycle.ESCALATED
+    out = on_reply(d, _ack("sms:V00784", "accept", 7), tangxia_world, Availability(),
+                   default_plan, T0 + timedelta(seconds=7))  # fmt: skip
+    assert out.effect == "recorded" and out.decision is None
+    assert out.dispatch.status is Lifecycle.ESCALATED
