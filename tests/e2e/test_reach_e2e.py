@@ -36,6 +36,7 @@ from engine.config import Settings
 from engine.kafka.produce import producer
 from engine.kafka.tail import tail
 from engine.radio.simulator import HandsetScript, ModemSimulator, PtyModem
+from engine.rules.plan import default_plan_bytes
 from tests.worker_process import WorkerProcess, make_incident
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +104,12 @@ async def test_reaching_people_for_real(kafka_settings: Settings, tmp_path: Path
         handsets={DECLINER: HandsetScript.decline(0.2)},
     )
     modem.poc_users = {R118[1]: R118[2], R001[1]: R001[2]}
-    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    # the shipped plan, its deadlines made long: no stage may escalate while the test
+    # looks at stage 0 on a slow machine (the ladders stay as shipped)
+    plan = tmp_path / "plan.yaml"
+    shipped = default_plan_bytes().decode("utf-8")
+    plan.write_text(re.sub(r"ack_timeout_s: \d+", "ack_timeout_s: 900", shipped), "utf-8")
+    worker = WorkerProcess(settings, tmp_path / "worker.log", plan=plan)
     gw_log = tmp_path / "gateway.log"
     async with PtyModem(modem, link=tmp_path / "ttyUSB0") as host:
         gateway = _gateway(settings, host.path, gw_log)
