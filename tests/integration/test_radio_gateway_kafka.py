@@ -17,9 +17,10 @@ from engine.config import Settings
 from engine.kafka.connection import client_kwargs
 from engine.kafka.produce import producer
 from engine.kafka.tail import tail
-from engine.models import CallOut, Channel, Priority
+from engine.models import Ack, CallOut, Channel, Priority
+from engine.radio import sms
 from engine.radio.directory import RadioEntry, StaticDirectory
-from engine.radio.gateway import Gateway
+from engine.radio.gateway import Gateway, _reply_id
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import HexOpcodeDialect
 from engine.radio.reply_codes import reply_code, with_code
@@ -344,3 +345,45 @@ async def test_presence_and_positions_reach_unit_status(
     assert offline["reason"] == "PoC handset offline"
     moved = next(s for s in statuses if s.get("location"))
     assert moved["location"] == {"lat": 22.8031, "lon": 114.0842}
+
+
+async def test_a_stored_reply_already_published_is_deleted_not_published_again(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The gateway died after Kafka took a stored reply's Ack and before AT+CMGD: the
+    next gateway finds the reply still on the module, sees its ``reply_id`` on ``acks``,
+    and deletes it without a second Ack. A reply it has not published is published once
+    and deleted (issue 13)."""
+    modem = ModemSimulator()
+    log = tmp_path / "sent.jsonl"
+    async with asyncio.timeout(WITHIN), PtyModem(modem) as host:
+        async with ModemLink(host.path) as link, running(make_gateway(kafka_settings, link, log)):
+            await publish(kafka_settings, [callout("R001"), callout("R002")])
+            await records(kafka_settings, "acks", 2)  # both sent
+        # no gateway now: two replies wait on the module
+        host.inject_sms(NUMBERS["R001"], f"1 {code('R001')}")
+        host.inject_sms(NUMBERS["R002"], f"1 {code('R002')}")
+        assert sorted(modem.storage) == [1, 2]
+        # the first one's Ack made it to Kafka before the crash
+        sender, text, scts, _ = modem.storage[1]
+        first = sms.StoredSms(1, sender, text, sms.parse_timestamp(scts), scts)
+        done = Ack.model_validate(
+            {"incident_id": INCIDENT, "radio_id": "R001", "kind": "accept",
+             "reply_id": _reply_id(first), "source": "radio-gateway"}
+        )  # fmt: skip
+        async with producer(kafka_settings) as p:
+            await p.send_and_wait(kafka_settings.topic("acks"), done.to_json_bytes())
+        async with ModemLink(host.path) as link, running(make_gateway(kafka_settings, link, log)):
+            await host.wait_for(lambda: not modem.storage, within=WITHIN)
+            await records(kafka_settings, "acks", 4)  # 2 sent, R001's accept, R002's
+            await asyncio.sleep(1.0)  # time for a second R001 accept, if one were coming
+        acks = [
+            r["value"]
+            async for r in tail(
+                kafka_settings, kafka_settings.topic("acks"), from_beginning=True,
+                idle_timeout_s=2,
+            )
+        ]  # fmt: skip
+    accepts = sorted(a["radio_id"] for a in acks if a["kind"] == "accept")
+    assert accepts == ["R001", "R002"]  # one each: R001's was not published again
+    assert {"AT+CMGD=1", "AT+CMGD=2"} <= set(modem.commands)
