@@ -13,17 +13,25 @@ TEST_ENV := ENGINE_DATA_DIR=$(CURDIR)/.engine/test ENGINE_BROKER_PORT=19092 \
 
 # Debian packages the tests drive for real: Hamlib's rigctld (PTT over TCP), espeak-ng
 # (Mandarin voice for PoC call-outs), and Prometheus with promtool (rules, scrapes).
-APT_PACKAGES := libhamlib-utils espeak-ng prometheus
-APT_BINARIES := rigctld espeak-ng promtool prometheus
+# Chromium (with a CJK font) runs the console's browser test, driven by Playwright.
+APT_PACKAGES := libhamlib-utils espeak-ng prometheus chromium fonts-wqy-zenhei
+APT_BINARIES := rigctld espeak-ng promtool prometheus chromium
 # kubeconform validates deploy/k8s offline against the schemas of kubernetes-validate.
 KUBECONFORM := github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0
+# compose-spec: compose-go's loader (what `docker compose config` runs) checks
+# deploy/compose.yaml offline; its command installs as `cmd`, renamed compose-spec.
+COMPOSE_SPEC := github.com/compose-spec/compose-go/v2/cmd@v2.16.2
 GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 
 # The rules engine's hot modules compiled by mypyc, in place (tools/compile_rules.py).
 NATIVE_SRC   := engine/rules/decide.py engine/rules/nearby.py engine/rules/availability.py
 NATIVE_STAMP := engine/rules/.native-built
 
-.PHONY: all venv native sysdeps demo test chaos bench lint broker-start broker-stop topics schemas clean
+# Leaflet for the web console, vendored from the npm registry at build time (the console
+# fetches nothing at run time).
+CONSOLE_VENDOR := engine/api/console/vendor/leaflet.js
+
+.PHONY: all venv native console sysdeps demo test chaos bench lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -41,6 +49,11 @@ $(NATIVE_STAMP): $(STAMP) $(NATIVE_SRC) tools/compile_rules.py
 
 native: $(NATIVE_STAMP)
 
+$(CONSOLE_VENDOR): tools/vendor_console.sh
+	tools/vendor_console.sh
+
+console: $(CONSOLE_VENDOR)
+
 sysdeps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
 	if [ -n "$$missing" ]; then \
@@ -52,6 +65,10 @@ sysdeps:
 	fi
 	@command -v kubeconform >/dev/null || test -x $(GOBIN_DIR)/kubeconform || \
 		{ echo "installing kubeconform ($(KUBECONFORM))"; go install $(KUBECONFORM); }
+	@command -v compose-spec >/dev/null || test -x $(GOBIN_DIR)/compose-spec || \
+		{ echo "installing compose-spec ($(COMPOSE_SPEC))"; tmp=$$(mktemp -d) && \
+		GOBIN=$$tmp go install $(COMPOSE_SPEC) && mkdir -p $(GOBIN_DIR) && \
+		mv $$tmp/cmd $(GOBIN_DIR)/compose-spec; rm -rf $$tmp; }
 
 broker-start: venv
 	$(ENGINE) broker start
@@ -66,10 +83,10 @@ topics: broker-start
 # handsets. `engine demo` starts the handset simulator, the radio gateway and the worker,
 # raises sample incidents and follows each to "on scene", then stops them. The broker
 # keeps running afterwards (`.venv/bin/engine broker stop` stops it).
-demo: topics native
+demo: topics native console
 	$(ENGINE) demo
 
-test: venv native sysdeps
+test: venv native console sysdeps
 	@set -e; export $(TEST_ENV); \
 	$(ENGINE) broker start; \
 	trap '$(ENGINE) broker stop' EXIT; \
@@ -102,4 +119,4 @@ schemas: venv
 clean:
 	-$(ENGINE) broker stop
 	-@export $(TEST_ENV); $(ENGINE) broker stop
-	rm -rf .engine build engine/rules/*.so $(NATIVE_STAMP)
+	rm -rf .engine build engine/rules/*.so $(NATIVE_STAMP) engine/api/console/vendor

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at module level, so `engine --help` stays fast and one broken
     # optional piece does not take the whole command down.
     from engine import cli_platform
+    from engine.api import cli as api_cli
     from engine.planning import cli as planning_cli
     from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     radio_cli.add_commands(sub)
     rules_cli.add_commands(sub)
     streams_cli.add_commands(sub)
+    api_cli.add_commands(sub)
     planning_cli.register(sub)  # after rules_cli: adds `plan compare` to its `plan`
     return parser
 

@@ -30,6 +30,10 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     from engine.broker.local import LocalBroker
 
+    if args.action == "secure-files":
+        return _broker_secure_files(args)
+    if args.action == "acls":
+        return _broker_acls(args)
     broker = LocalBroker(_settings(args), secure=args.secure)
     if args.action == "start":
         _, message = broker.start()
@@ -47,6 +51,33 @@ def cmd_broker(args: argparse.Namespace) -> int:
     print(f"pid:       {st.pid if st.pid is not None else '-'}")
     print(f"data dir:  {st.data_dir}")
     return 0 if st.running else 3  # 3: not running, like `systemctl status`
+
+
+def _broker_secure_files(args: argparse.Namespace) -> int:
+    from engine.broker.compose import write_compose_secrets
+
+    if not args.out:
+        raise UsageError("broker secure-files needs --out DIR (e.g. deploy/secrets)")
+    made = write_compose_secrets(Path(args.out))
+    for name in made.made:
+        print(f"made       {name}")
+    for name in made.kept:
+        print(f"kept       {name}")
+    for name in made.written:
+        print(f"written    {name}")
+    return 0
+
+
+def _broker_acls(args: argparse.Namespace) -> int:
+    from engine.broker.secure import ROLES, acl_rules, ensure_acls
+
+    settings = _settings(args)
+    count = asyncio.run(ensure_acls(settings, acl_rules(settings)))
+    print(
+        f"{count} ACLs for roles {', '.join(ROLES)} at {settings.kafka_bootstrap} "
+        f"(topic prefix {settings.topic_prefix!r})"
+    )
+    return 0
 
 
 # --- topics ---------------------------------------------------------------------------
@@ -175,8 +206,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p_sub = p.add_subparsers(dest="action", required=True)
     p_sub.add_parser("show").set_defaults(func=cmd_config_show)
 
-    p = sub.add_parser("broker", help="the local single-node Kafka broker (KRaft)")
-    p.add_argument("action", choices=["start", "stop", "status"])
+    p = sub.add_parser(
+        "broker",
+        help="the local single-node Kafka broker (KRaft); the secured compose broker's "
+        "files (secure-files) and the ACLs per role on any cluster (acls, as its admin)",
+    )
+    p.add_argument("action", choices=["start", "stop", "status", "secure-files", "acls"])
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="secure-files: where to make deploy/compose.yaml's secrets (deploy/secrets)",
+    )
     p.add_argument(
         "--secure",
         action="store_true",

@@ -47,10 +47,21 @@ area; ``area-state`` (compacted) is the changelog of the areas' state, written i
 same transactions as the outputs and restored when a partition is assigned."""
 
 GATEWAY_TOPICS = ("audit",)
-"""The radio gateway's own topic: ``audit`` holds every handset reply it refused, with
-the reason (a forged or misdirected reply leaves a trace, never an ack)."""
+"""``audit``: who did what. The radio gateway writes every handset reply it refused,
+with the reason (a forged or misdirected reply leaves a trace, never an ack); the worker
+writes the outcome of every operator command (applied, or refused with the reason)."""
 
-ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS
+API_TOPICS = ("commands",)
+"""``commands``: operator commands (escalate, repage, reassign, note, priority, move,
+cancel, close, reopen), written by the API and the CLI, keyed by dispatch area and
+co-partitioned with ``incidents``: the worker applies them in order with the area's
+other events and writes each outcome to ``audit``."""
+
+ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS + API_TOPICS
+
+CO_PARTITIONED = ("area-events", "area-state", "commands")
+"""Topics with the partition count of ``incidents``: partition p of each holds the
+same dispatch areas."""
 
 
 class TopicNames(BaseModel):
@@ -68,6 +79,7 @@ class TopicNames(BaseModel):
     area_events: str = "engine-area-events"
     area_state: str = "engine-area-state"
     audit: str = "audit"
+    commands: str = "commands"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
@@ -152,6 +164,22 @@ class Settings(BaseSettings):
     )
     radio_reply_rate_window_s: float = Field(default=60.0, gt=0)
 
+    # --- operator API and console (issue 12) -------------------------------------------
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_tokens_file: Path | None = Field(
+        default=None, description="bearer-token hashes (default: data_dir/api-tokens.json)"
+    )
+    api_raise_per_minute: int = Field(
+        default=60, ge=1, description="incidents one token may raise per minute"
+    )
+    api_command_timeout_s: float = Field(
+        default=15.0, gt=0, description="how long a command request waits for the worker"
+    )
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.api_tokens_file or self.data_dir / "api-tokens.json"
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL")
@@ -178,7 +206,7 @@ class Settings(BaseSettings):
         return self.topic_prefix + self.topics.name_of(logical)
 
     def partitions_of(self, logical: str) -> int:
-        if logical in ("area-events", "area-state"):  # co-partitioned with incidents
+        if logical in CO_PARTITIONED:
             logical = "incidents"
         return self.topic_partitions.get(logical, self.partitions)
 

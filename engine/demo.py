@@ -1,10 +1,11 @@
 """`engine demo`: the main job on the embedded default, end to end, in one terminal.
 
 Starts the handset simulator (a pty speaking AT commands, answering as the Tangxia
-registry's handsets and phones), the radio gateway on that pty, and the stream worker;
-raises sample Tangxia incidents; follows each through decision, call-outs, replies and
-acknowledgement to "on scene"; prints what happened; closes the incidents (stand-down
-messages go out) and stops the processes. The Kafka broker is left running.
+registry's handsets and phones), the radio gateway on that pty, the stream worker and
+the operators' API with its console (the URL and a fresh operator token are printed);
+raises sample Tangxia incidents through the API; follows each through decision,
+call-outs, replies and acknowledgement to "on scene"; prints what happened; closes the
+incidents (stand-down messages go out) and stops the processes. The Kafka broker is left running.
 """
 
 from __future__ import annotations
@@ -89,9 +90,15 @@ def run_demo(settings: Settings, config: str | None) -> int:
         stack.callback(gateway.stop)
         worker = _Proc("worker", ["-v", "worker"], work / "worker.log", env)
         stack.callback(worker.stop)
+        api = _Proc("api", ["api", "--port", str(settings.api_port)], work / "api.log", env)
+        stack.callback(api.stop)
         worker.wait_for("worker ready", 120)
+        api.wait_for("api ready", 60)
+        token = _operator_token(env)
+        url = f"http://127.0.0.1:{settings.api_port}"
         print("worker ready; gateway paging through the simulator; metrics on :9101, :9102")
-        ids = [_raise(settings, env, *sample) for sample in SAMPLES]
+        print(f"console: {url}/console/  operator token: {token}")
+        ids = [_raise(url, token, *sample) for sample in SAMPLES]
         states = asyncio.run(_follow(settings, ids, within_s=90))
         for incident_id in ids:
             _report(settings, incident_id, states.get(incident_id))
@@ -106,15 +113,29 @@ def run_demo(settings: Settings, config: str | None) -> int:
     return 0
 
 
-def _raise(settings: Settings, env: dict[str, str], *sample: Any) -> str:
-    kind, priority, lat, lon, address, description = sample
+def _operator_token(env: dict[str, str]) -> str:
+    """A fresh operator token for this run (the last one revoked): its last word."""
+    subprocess.run([*_engine(env), "token", "revoke", "demo-operator"], env=env,
+                   capture_output=True)  # fmt: skip
     done = subprocess.run(
-        [*_engine(env), "raise", "--type", kind, "--priority", priority,
-         "--lat", str(lat), "--lon", str(lon), "--address", address,
-         "--description", description],
+        [*_engine(env), "token", "create", "--role", "operator", "--name", "demo-operator"],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
-    incident_id = done.stdout.strip()
+    return done.stdout.split()[-1]
+
+
+def _raise(url: str, token: str, *sample: Any) -> str:
+    """Raised through the operators' API, as the console does."""
+    import httpx
+
+    kind, priority, lat, lon, address, description = sample
+    body = {"type": kind, "priority": priority, "location": {"lat": lat, "lon": lon},
+            "address": address, "description": description}  # fmt: skip
+    r = httpx.post(f"{url}/v1/incidents", json=body, timeout=30,
+                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    if r.status_code != 201:
+        raise EngineError(f"raise refused ({r.status_code}): {r.text}")
+    incident_id: str = r.json()["id"]
     print(f"raised {incident_id}: {kind} {priority} {address} ({description})")
     return incident_id
 

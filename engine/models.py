@@ -338,3 +338,58 @@ TOPIC_MODELS: dict[str, type[Record]] = {
     "deadletter": DeadLetter,
 }
 """Logical topic name (DESIGN.md §4) to the model of its values."""
+
+
+CommandAction = Literal[
+    "escalate", "repage", "reassign", "note", "priority", "move", "cancel", "close", "reopen"
+]
+COMMAND_ACTIONS: tuple[str, ...] = (
+    "escalate", "repage", "reassign", "note", "priority", "move", "cancel", "close", "reopen"
+)  # fmt: skip
+
+
+class Command(Record):
+    """An operator's command on one incident (topic ``commands``, key = dispatch area).
+
+    ``actor`` and ``role`` come from the sender's credentials (the API's bearer token, the
+    CLI's operator name), never from a request body. The worker validates the command
+    against the incident's state, applies it or refuses it, and writes a
+    :class:`CommandResult` to ``audit``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    command_id: str = Field(min_length=1, max_length=64)
+    action: CommandAction
+    incident_id: str = Field(min_length=1, max_length=64)
+    area: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=100)
+    role: str = Field(default="operator", max_length=20)
+    at: AwareDatetime
+    reason: str | None = Field(default=None, max_length=500)
+    """why (reassign, cancel, close, reopen), or the note's text"""
+    zone_id: str | None = Field(default=None, max_length=64)
+    """reassign: the zone the operator chose"""
+    priority: Priority | None = None
+    type: IncidentType | None = None
+    location: Location | None = None
+    address: str | None = Field(default=None, max_length=200)
+
+    _tz = field_validator("at")(_require_tz)
+
+
+class CommandResult(Record):
+    """The outcome of one command, on ``audit`` (kind ``command``): applied, or refused
+    with the reason. The API answers the operator's request when it reads this."""
+
+    kind: Literal["command"] = "command"
+    command_id: str
+    action: str
+    incident_id: str
+    area: str
+    actor: str
+    role: str
+    result: Literal["applied", "refused"]
+    reason: str
+    """what was done (applied) or why not (refused)"""
+    at: AwareDatetime
+    stage: int | None = None

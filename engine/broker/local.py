@@ -90,19 +90,7 @@ class LocalBroker:
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers={HOST}:{s.broker_controller_port}",
                 *listeners,
-                f"log.dirs={self.storage}",
-                "num.partitions=1",
-                # one node: internal topics cannot have more replicas than that
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                # consumers join at once instead of waiting 3 s for more members
-                "group.initial.rebalance.delay.ms=0",
-                # topics are created by `engine topics ensure` with their settings, so a
-                # misspelt topic name fails loudly instead of creating a stray topic
-                "auto.create.topics.enable=false",
+                *single_node_lines(str(self.storage)),
                 "",
             ]
         )
@@ -357,6 +345,25 @@ class LocalBroker:
         if self.pid() is not None:
             raise BrokerError("stop the broker before wiping its data")
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def single_node_lines(log_dirs: str) -> list[str]:
+    """The storage and single-node lines of ``server.properties`` (local and compose)."""
+    return [
+        f"log.dirs={log_dirs}",
+        "num.partitions=1",
+        # one node: internal topics cannot have more replicas than that
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        # consumers join at once instead of waiting 3 s for more members
+        "group.initial.rebalance.delay.ms=0",
+        # topics are created by `engine topics ensure` with their settings, so a
+        # misspelt topic name fails loudly instead of creating a stray topic
+        "auto.create.topics.enable=false",
+    ]
 
 
 def _alive(pid: int) -> bool:

@@ -12,11 +12,13 @@ Made once under ``<data_dir>/broker/secure/`` (every file 0600):
 
 The client listener is SASL_SSL with SCRAM-SHA-512 (credentials added when the storage
 is formatted); KRaft's StandardAuthorizer denies whatever no ACL allows. The ACLs per
-role (:func:`acl_rules`) follow issue 14: only the gateway writes ``acks``,
-``unit-status`` and ``audit``; only the worker writes ``decisions``, ``callouts``,
-``incident-state`` and its internal topics; only the API writes ``incidents``; viewers
-read (not ``audit``). Passwords never reach a log, a config dump or a traceback: they
-are ``SecretStr`` in settings and only ever written to these 0600 files.
+role (:func:`acl_rules`) follow issue 14: only the gateway writes ``acks``; the gateway
+and the API (an operator's availability change) write ``unit-status``; the gateway
+(refused replies) and the worker (command outcomes) write ``audit``; only the worker
+writes ``decisions``, ``callouts``, ``incident-state`` and its internal topics; only the
+API writes ``incidents`` and ``commands``; viewers read (not ``audit``). Passwords
+never reach a log, a config dump or a traceback: they are ``SecretStr`` in settings
+and only ever written to these 0600 files.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -43,6 +46,8 @@ ROLES = ("worker", "gateway", "api", "viewer")
 ADMIN = "admin"
 CONTROLLER = "controller"
 MECHANISM = "SCRAM-SHA-512"
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+"""The names in the local broker's certificate."""
 ROLE_GROUPS = {
     "worker": "tangxia-engine-worker",  # faust's app id and its routers' group
     "gateway": "radio-gateway",
@@ -95,9 +100,10 @@ def acl_rules(settings: Settings) -> list[Acl]:
 
     # worker: reads its inputs and its changelog, writes its outputs, its internal topics
     # and its changelog; its group and transactional ids are named after the group id
-    topics("worker", Op.READ, ["incidents", "unit-status", "acks", "area-events", "area-state"])
+    topics("worker", Op.READ, ["incidents", "unit-status", "acks", "commands", "area-events",
+                               "area-state"])  # fmt: skip
     topics("worker", Op.WRITE, ["decisions", "callouts", "incident-state", "deadletter",
-                                "area-events", "area-state"])  # fmt: skip
+                                "audit", "area-events", "area-state"])  # fmt: skip
     # the worker checks every topic's settings at start (`ensure_topics`): it may see them
     from engine.config import ALL_TOPICS
 
@@ -115,9 +121,11 @@ def acl_rules(settings: Settings) -> list[Acl]:
     topics("gateway", Op.READ, ["callouts", "acks"])
     topics("gateway", Op.WRITE, ["acks", "unit-status", "deadletter", "audit"])
     rules.append(Acl("User:gateway", Resource.GROUP, ROLE_GROUPS["gateway"], Op.READ, True))
-    # api: raises incidents, reads the live board
-    topics("api", Op.WRITE, ["incidents"])
-    topics("api", Op.READ, ["incident-state", "decisions"])
+    # api: raises incidents, sends operator commands and unit availability, reads the
+    # live board and the audit trail (its read model)
+    topics("api", Op.WRITE, ["incidents", "commands", "unit-status"])
+    topics("api", Op.READ, ["incident-state", "decisions", "callouts", "acks", "unit-status",
+                            "audit"])  # fmt: skip
     rules.append(Acl("User:api", Resource.GROUP, ROLE_GROUPS["api"], Op.READ, True))
     # viewer: reads everything but the audit trail of refused replies
     topics("viewer", Op.READ, [x for x in ALL_TOPICS if x != "audit"])
@@ -131,6 +139,7 @@ def acl_rules(settings: Settings) -> list[Acl]:
 @dataclass(frozen=True)
 class SecureFiles:
     root: Path
+    hosts: tuple[str, ...] = LOCAL_HOSTS  # the names in the broker's certificate
 
     @property
     def ca(self) -> Path:
@@ -159,7 +168,7 @@ class SecureFiles:
         """Make what is missing; True when anything was made."""
         made = False
         if not self.ca.is_file() or not self.broker_pem.is_file():
-            _make_certificates(self.root)
+            _make_certificates(self.root, self.hosts)
             made = True
         for principal in (ADMIN, CONTROLLER, *ROLES):
             path = self.password_file(principal)
@@ -212,7 +221,7 @@ def private_write(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _make_certificates(root: Path) -> None:
+def _make_certificates(root: Path, hosts: Sequence[str] = LOCAL_HOSTS) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -256,9 +265,7 @@ def _make_certificates(root: Path) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_general_name(host) for host in hosts]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -278,37 +285,80 @@ def _make_certificates(root: Path) -> None:
     )
 
 
+def _general_name(host: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
 # --- broker configuration ---------------------------------------------------------------
 
 
 def server_lines(files: SecureFiles, host: str, port: int, controller_port: int) -> list[str]:
+    return secured_lines(
+        files,
+        listeners=[("SASL_SSL", f"{host}:{port}", f"{host}:{port}")],
+        controller=f"{host}:{controller_port}",
+        keystore=str(files.broker_pem),
+        truststore=str(files.ca),
+    )
+
+
+def secured_lines(
+    files: SecureFiles,
+    *,
+    listeners: Sequence[tuple[str, str, str]],
+    controller: str,
+    keystore: str,
+    truststore: str,
+) -> list[str]:
+    """The listener and security lines of a secured broker's ``server.properties``.
+
+    ``listeners``: (name, bind host:port, advertised host:port), each SASL_SSL with
+    SCRAM-SHA-512; the first is the inter-broker listener. ``controller``: where the
+    controller listener (SASL PLAIN) binds. ``keystore``, ``truststore``: PEM files as
+    the broker sees them (the compose file mounts them elsewhere than the local broker).
+    """
     admin = files.password(ADMIN)
     ctl = files.password(CONTROLLER)
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
     plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
-    return [
-        f"listeners=SASL_SSL://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        f"advertised.listeners=SASL_SSL://{host}:{port}",
+    names = [name for name, _, _ in listeners]
+    lines = [
+        "listeners="
+        + ",".join(f"{n}://{bind}" for n, bind, _ in listeners)
+        + f",CONTROLLER://{controller}",
+        "advertised.listeners=" + ",".join(f"{n}://{adv}" for n, _, adv in listeners),
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=SASL_SSL",
-        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        f"inter.broker.listener.name={names[0]}",
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,"
+        + ",".join(f"{n}:SASL_SSL" for n in names),
         f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
         "sasl.mechanism.controller.protocol=PLAIN",
-        f"listener.name.sasl_ssl.sasl.enabled.mechanisms={MECHANISM}",
-        f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram} required "
-        f'username="{ADMIN}" password="{admin}";',
+    ]
+    for name in names:
+        lines += [
+            f"listener.name.{name.lower()}.sasl.enabled.mechanisms={MECHANISM}",
+            f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config={scram} required "
+            f'username="{ADMIN}" password="{admin}";',
+        ]
+    return [
+        *lines,
         "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
         f"listener.name.controller.plain.sasl.jaas.config={plain} required "
         f'username="{CONTROLLER}" password="{ctl}" user_{CONTROLLER}="{ctl}";',
         "ssl.keystore.type=PEM",
-        f"ssl.keystore.location={files.broker_pem}",
+        f"ssl.keystore.location={keystore}",
         "ssl.truststore.type=PEM",
-        f"ssl.truststore.location={files.ca}",
+        f"ssl.truststore.location={truststore}",
         "ssl.client.auth=none",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         f"super.users=User:{ADMIN};User:{CONTROLLER}",
         "allow.everyone.if.no.acl.found=false",
-    ]  # fmt: skip
+    ]
 
 
 def scram_arguments(files: SecureFiles) -> list[str]:

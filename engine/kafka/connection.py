@@ -179,6 +179,11 @@ def not_authorised(settings: Settings, exc: KafkaError) -> str:
 
 async def partitions_of(settings: Settings, topic: str) -> set[int]:
     """Partition ids of ``topic`` (empty when it does not exist)."""
+    return (await topic_partitions(settings, [topic])).get(topic, set())
+
+
+async def topic_partitions(settings: Settings, topics: list[str]) -> dict[str, set[int]]:
+    """Partition ids of each of ``topics`` (empty for one that does not exist)."""
     client = AIOKafkaClient(**client_kwargs(settings))
     try:
         await client.bootstrap()
@@ -188,4 +193,4 @@ async def partitions_of(settings: Settings, topic: str) -> set[int]:
     finally:
         with contextlib.suppress(Exception):
             await client.close()
-    return set(cluster.partitions_for_topic(topic) or ())
+    return {t: set(cluster.partitions_for_topic(t) or ()) for t in topics}

@@ -72,6 +72,8 @@ class Dispatch(BaseModel):
     timeline: tuple[TimelineEntry, ...] = ()
     quorum_met_at: datetime | None = None
     updated_at: datetime
+    released: tuple[str, ...] = ()
+    """zones an operator's command let go (reassign, move, priority, an end, reopen)"""
     ladder: tuple[PendingStep, ...] = ()
     """channel-ladder steps not yet taken (see engine.rules.ladder)"""
     sent: tuple[tuple[str, str], ...] = ()
@@ -109,6 +111,11 @@ class Dispatch(BaseModel):
             for r in d.recipients
             if r.kind == KEY_ZONE and r.id not in withdrawn
         ]
+
+    def held_zones(self) -> list[str]:
+        """The zones this incident holds while open: called and not released."""
+        released = set(self.released)
+        return [z for z in self.zones() if z not in released]
 
     def entities_of(self, address: str) -> list[str]:
         """The called groups a handset or phone was paged for."""
@@ -215,7 +222,10 @@ def quorum_possible(dispatch: Dispatch) -> bool:
 def open_dispatch(incident: Incident, decision: DispatchDecision, now: datetime) -> Dispatch:
     """The record of a newly decided incident (stage 0 sent)."""
     raised = TimelineEntry(
-        at=incident.raised_at, state=Lifecycle.RAISED, who="operator", what="incident raised"
+        at=incident.raised_at,
+        state=Lifecycle.RAISED,
+        who=incident.reporter or "operator",
+        what="incident raised",
     )
     dispatched = TimelineEntry(
         at=now,

@@ -25,12 +25,14 @@ import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from engine.geo.areas import Area
+from engine.geo.areas import Area, area_by_id
 from engine.models import (
     Ack,
     CallOut,
+    Command,
+    CommandResult,
     DeadLetter,
     Decision,
     Incident,
@@ -40,6 +42,7 @@ from engine.models import (
 )
 from engine.rules.availability import Availability, Commitment, Fix, ObserverFixes
 from engine.rules.callouts import manual_dispatch
+from engine.rules.commands import CommandOutcome, apply_command
 from engine.rules.decide import decide
 from engine.rules.followup import (
     AWAITING_QUORUM,
@@ -211,7 +214,12 @@ class AreaCore:
         self.invalidate()
 
     def _guard(
-        self, event: str, original: bytes, incident: Incident | None, handle: Any
+        self,
+        event: str,
+        original: bytes,
+        incident: Incident | None,
+        handle: Any,
+        failed: Any = None,
     ) -> Effects:
         """``handle()``; if it raises, the event's state changes are rolled back and the
         event is dead-lettered, an incident also sent to the command centre by hand."""
@@ -233,12 +241,14 @@ class AreaCore:
                     fx.publish("callouts", c.radio_id, _with_area(c, incident.area or ""))
             letter = DeadLetter.for_bytes(
                 original,
-                topic="incidents" if event == "incident" else "area-events",
+                topic={"incident": "incidents", "command": "commands"}.get(event, "area-events"),
                 error=f"{type(exc).__name__}: {exc}",
                 reason="engine_error",
             )
             fx.dead_letter(incident.area or "" if incident else "", letter)
             fx.notes.append("engine_error")
+            if failed is not None:
+                failed(fx, f"engine error ({type(exc).__name__}); dead-lettered")
             return fx
 
     def availability(self, area: str) -> Availability:
@@ -274,7 +284,7 @@ class AreaCore:
             d = self._load_dispatch(incident_id)
             assert d is not None
             held = self._commitments.setdefault(d.incident.area or "", {})
-            for zone in d.zones():
+            for zone in d.held_zones():
                 held[zone] = Commitment(d.incident.id, d.incident.priority)
         self._built = True
 
@@ -587,6 +597,64 @@ class AreaCore:
             fx.notes.append("pruned")
         return fx
 
+    # --- operator commands --------------------------------------------------------------
+    def on_command(self, command: Command, now: datetime) -> Effects:
+        """Apply or refuse an operator's command at ``now``; either way its outcome goes
+        to ``audit`` (the API answers the operator when it reads it)."""
+
+        def failed(fx: Effects, reason: str) -> None:
+            _result(fx, command, "refused", reason, now)
+
+        return self._guard(
+            "command",
+            command.to_json_bytes(),
+            None,
+            lambda: self._on_command(command, now),
+            failed,
+        )
+
+    def _on_command(self, command: Command, now: datetime) -> Effects:
+        fx = Effects()
+        dispatch = self._load_dispatch(command.incident_id)
+        world = self.worlds.get(command.area)
+        if dispatch is None or world is None or dispatch.incident.area != command.area:
+            _result(fx, command, "refused", f"unknown incident {command.incident_id}", now)
+            fx.notes.append("command_refused")
+            return fx
+        fx.incident = dispatch.incident
+        outline = area_by_id(command.area, self.areas)
+        outcome = apply_command(
+            dispatch,
+            command,
+            world,
+            self.availability(command.area),
+            self.plan,
+            now,
+            outline.contains if outline is not None else (lambda _lat, _lon: True),
+        )
+        if not outcome.applied:
+            _result(fx, command, "refused", outcome.reason, now)
+            fx.notes.append("command_refused")
+            return fx
+        self._apply_outcome(fx, dispatch, outcome)
+        _result(fx, command, "applied", outcome.reason, now, outcome.dispatch.stage)
+        fx.notes.append(f"command:{command.action}")
+        return fx
+
+    def _apply_outcome(self, fx: Effects, before: Dispatch, outcome: CommandOutcome) -> None:
+        updated = outcome.dispatch
+        area = updated.incident.area or ""
+        for c in outcome.callouts:
+            fx.publish("callouts", c.radio_id, _with_area(c, area))
+        if outcome.decision is not None:
+            fx.publish("decisions", updated.incident.id, outcome.decision.to_model())
+        fx.publish("incident-state", updated.incident.id, updated.to_incident_state())
+        self._store(updated)
+        if outcome.release or updated.status not in OPEN:
+            self._release(updated)
+        if updated.status in OPEN and outcome.commit:
+            self._commit(updated, outcome.commit)
+
     # --- for the timer ------------------------------------------------------------
     def due(self, now: datetime) -> list[tuple[str, str, str]]:
         """(kind, area, incident id) of local incidents whose deadline passed or that
@@ -612,6 +680,29 @@ class AreaCore:
 def _areas(worlds: dict[str, World]) -> list[Area]:
     """The dispatch areas of the loaded registries (each registry's outline)."""
     return [w.registry.outline for w in worlds.values() if w.registry.outline is not None]
+
+
+def _result(
+    fx: Effects,
+    command: Command,
+    result: Literal["applied", "refused"],
+    reason: str,
+    now: datetime,
+    stage: int | None = None,
+) -> None:
+    record = CommandResult(
+        command_id=command.command_id,
+        action=command.action,
+        incident_id=command.incident_id,
+        area=command.area,
+        actor=command.actor,
+        role=command.role,
+        result=result,
+        reason=reason,
+        at=now,
+        stage=stage,
+    )
+    fx.publish("audit", command.incident_id, record)
 
 
 def _with_area(callout: CallOut, area: str) -> CallOut:

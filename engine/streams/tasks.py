@@ -2,9 +2,10 @@
 producer (transactional id = group, topic, partition), so that whoever owns the
 partition next fences this one.
 
-- :class:`AreaTask`: partition p of ``incidents`` and ``engine-area-events`` (assigned
-  together), the areas whose key hashes to p: an :class:`~engine.streams.core.AreaCore`
-  over the state restored from partition p of ``area-state``, deadlines included.
+- :class:`AreaTask`: partition p of ``incidents``, ``engine-area-events`` and
+  ``commands`` (assigned together), the areas whose key hashes to p: an
+  :class:`~engine.streams.core.AreaCore` over the state restored from partition p of
+  ``area-state``, deadlines included.
 - :class:`RouteTask`: partition q of ``acks`` or ``unit-status``: stateless; routes each
   valid record to its area's partition of ``engine-area-events``.
 
@@ -29,7 +30,7 @@ from pydantic import BaseModel
 
 from engine.config import Settings
 from engine.kafka.connection import transactional_producer_kwargs
-from engine.models import Ack, DeadLetter, UnitStatus
+from engine.models import Ack, Command, DeadLetter, UnitStatus
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
 from engine.streams.checkpoint import Checkpoint
@@ -131,11 +132,13 @@ class AreaTask(Task):
         assert core is not None, "restore() first"
         effects: list[Effects] = []
         offsets: list[tuple[TopicPartition, int]] = []
-        incidents = self.topic("incidents")
+        incidents, commands = self.topic("incidents"), self.topic("commands")
         for r in records:
             origin = origin_of(r)
             if r.topic == incidents:
                 effects.append(self._incident(core, origin, r.value, now))
+            elif r.topic == commands:
+                effects.append(self._command(core, origin, r.value, now))
             else:
                 effects.append(self._event(core, origin, r.value, now))
             offsets.append((TopicPartition(r.topic, r.partition), r.offset))
@@ -168,6 +171,16 @@ class AreaTask(Task):
         fx = core.on_incident(parsed, now)
         fx.notes.append("incident")
         return fx
+
+    def _command(
+        self, core: AreaCore, origin: Origin, value: bytes | None, now: datetime
+    ) -> Effects:
+        command = parse(Command, value, origin)
+        if not isinstance(command, DeadLetter):
+            command = not_ahead(command, command.at, "at", now, origin, value)
+        if isinstance(command, DeadLetter):
+            return _dead(origin, command)
+        return core.on_command(command, now)
 
     def _event(self, core: AreaCore, origin: Origin, value: bytes | None, now: datetime) -> Effects:
         event = parse(AreaEvent, value, origin)

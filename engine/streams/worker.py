@@ -3,8 +3,9 @@
 Topology (DESIGN.md §3-4)::
 
     incidents[p] (key: area) ───────┐
+    commands[p] (key: area) ────────┤
     engine-area-events[p] ──────────┴─▶ AreaTask p ─▶ decisions, callouts, incident-state,
-                                          │ AreaCore     deadletter, area-events (forwards)
+                                          │ AreaCore     deadletter, audit, area-events
                                           └──────────▶ engine-area-state[p] (changelog)
     acks[q], unit-status[q] ─▶ RouteTask ─▶ engine-area-events (keyed by area)
 
@@ -79,7 +80,11 @@ class Worker:
         self.clock = clock
         self.group_id = f"{settings.topic_prefix}tangxia-engine-worker"
         self.inputs = {
-            "area": [settings.topic("incidents"), settings.topic("area-events")],
+            "area": [
+                settings.topic("incidents"),
+                settings.topic("area-events"),
+                settings.topic("commands"),
+            ],
             "route": [settings.topic("acks"), settings.topic("unit-status")],
         }
         self.tasks: dict[TopicPartition, Task] = {}

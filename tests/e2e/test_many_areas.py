@@ -1,5 +1,6 @@
-"""The README's many-areas example, as written: generated towns beside Tangxia, two
-workers in one group each loading every area, incidents raised in each town."""
+"""The many-areas example (docs/many-areas.md), as written: generated towns beside
+Tangxia, two workers in one group each loading every area, incidents raised in each
+town."""
 
 from __future__ import annotations
 
