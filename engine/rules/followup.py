@@ -547,7 +547,7 @@ def on_reply(
     unit = lost[0] if lost else ack.radio_id
     # a zone team that can no longer come is not made up for by units: next stage
     found = (
-        heal.substitute(updated, unit, world, availability, plan, now)
+        heal.substitute(updated, unit, world, availability, plan, now, ack.kind is AckKind.FAILED)
         if lost and _zone_possible(updated)
         else None
     )

@@ -49,9 +49,10 @@ def substitute(
     availability: Availability,
     plan: LoadedPlan,
     now: datetime,
+    unreachable: bool = False,
 ) -> DispatchDecision | None:
-    """A one-recipient decision calling the substitute for ``unit_id``, or None when no
-    free unit is left in reach."""
+    """A one-recipient decision calling the substitute for ``unit_id`` (which declined,
+    or could not be reached), or None when no free unit is left in reach."""
     incident = dispatch.incident
     latest = dispatch.decisions[-1]
     own_zone = next(
@@ -85,16 +86,19 @@ def substitute(
         if best is None:
             continue
         d, uid, contacts = best
+        zh_lost, en_lost = ("无法送达", "could not be reached") if unreachable else (
+            "不能前往", "declined"
+        )  # fmt: skip
         why = (
             R.both(
-                f"{unit_id} 不能前往，由 {zone} 的备用联动单位 {uid}（{d:.0f}米）替补",
-                f"{unit_id} declined: substitute {uid}, a spare linked unit of {zone} ({d:.0f} m)",
+                f"{unit_id} {zh_lost}，由 {zone} 的备用联动单位 {uid}（{d:.0f}米）替补",
+                f"{unit_id} {en_lost}: substitute {uid}, a spare linked unit of {zone} ({d:.0f} m)",
             )
             if spare
             else R.both(
-                f"{unit_id} 不能前往，{own_zone or '本防区'} 无备用单位，由最近的其他防区 {zone} "
+                f"{unit_id} {zh_lost}，{own_zone or '本防区'} 无备用单位，由最近的其他防区 {zone} "
                 f"的联动单位 {uid}（{d:.0f}米）替补",
-                f"{unit_id} declined, no spare unit in {own_zone or 'its zone'}: substitute "
+                f"{unit_id} {en_lost}, no spare unit in {own_zone or 'its zone'}: substitute "
                 f"{uid}, linked unit of the nearest other zone {zone} ({d:.0f} m)",
             )
         )

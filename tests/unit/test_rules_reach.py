@@ -362,3 +362,25 @@ def test_an_accept_never_escalates_even_when_the_quorum_cannot_be_met(
                    default_plan, T0 + timedelta(seconds=7))  # fmt: skip
     assert out.effect == "recorded" and out.decision is None
     assert out.dispatch.status is Lifecycle.ESCALATED
+
+
+def test_a_unit_that_cannot_be_reached_is_replaced_too(
+    tangxia_world: World, default_plan: LoadedPlan
+) -> None:
+    """U01410's only contact is V05717's phone; the network gives up on it (a failed
+    status report): U01410 is replaced at once, as if it had declined. A failure at one
+    of two contacts (U01409: V00785 and V05713) replaces nobody."""
+    d = _open(tangxia_world, default_plan)
+    half = on_reply(d, _ack("sms:V00785", "failed", 3), tangxia_world, Availability(),
+                    default_plan, T0 + timedelta(seconds=3))  # fmt: skip
+    assert half.effect == "recorded" and half.callouts == []
+    out = on_reply(half.dispatch, _ack("sms:V05717", "failed", 4), tangxia_world,
+                   Availability(), default_plan, T0 + timedelta(seconds=4))  # fmt: skip
+    assert out.effect == "substituted" and out.substituted == ("U01410", "U00752")
+    assert "U01410" not in out.dispatch.declined  # unreachable, not a refusal
+    assert (
+        out.dispatch.decisions[-1]
+        .reasons[0]
+        .split(" | ")[1]
+        .startswith("U01410 could not be reached, no spare unit in KZ118: substitute U00752")
+    )
