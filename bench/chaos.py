@@ -17,8 +17,8 @@ Faults, in this order, each during an 11-recipient fan-out (a "1+10" call-out):
   on ``callouts`` (not JSON, not a CallOut, too long, unknown radio, stale): each must
   be dead-lettered with a reason, none may crash the gateway.
 
-Counts: call-outs published; delivered (distinct ``delivered`` Acks); duplicates (SMS
-received more than once for one call-out); lost (never received); crashes (gateway
+Counts: call-outs published; delivered (distinct ``sent`` Acks: the module took it);
+duplicates (SMS received more than once for one call-out); lost (never received); crashes (gateway
 exits nobody asked for). Prints a table and writes JSON (default
 bench/results/chaos.json). Uses ``ENGINE_KAFKA_BOOTSTRAP`` if set, else starts the
 local broker on free ports in a temporary directory (and stops it).
@@ -399,7 +399,7 @@ class Chaos:
             self.settings, self.settings.topic("acks"), from_beginning=True, idle_timeout_s=5.0
         ):
             value = record["value"]
-            if isinstance(value, dict) and value.get("kind") == "delivered":
+            if isinstance(value, dict) and value.get("kind") in ("sent", "delivered"):
                 keys.add(str(value.get("idempotency_key")))
             if len(keys) >= n:
                 break

@@ -83,7 +83,9 @@ class Channel(StrEnum):
 
 
 class AckKind(StrEnum):
-    DELIVERED = "delivered"
+    SENT = "sent"  # the module took it (SMS accepted, PoC call made)
+    DELIVERED = "delivered"  # the handset has it (SMS status report, PoC call answered)
+    FAILED = "failed"  # the network gave up on it (status report, PoC call failed)
     ACCEPT = "accept"
     DECLINE = "decline"
     ON_SCENE = "on_scene"

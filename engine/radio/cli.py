@@ -127,6 +127,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     hs.add_argument("--unplug-every", type=float, metavar="S", help="close the port")
     hs.add_argument("--unplug-for", type=float, default=2.0, metavar="S")
     hs.add_argument("--seed", type=int, help="random seed for garbled bytes")
+    hs.add_argument(
+        "--positions-every",
+        type=float,
+        metavar="S",
+        help="patrol members' handsets report a position every S s, walking a beat "
+        "around their base (needs --registry)",
+    )
     hs.set_defaults(func=run_simulate_handsets)
 
 
@@ -294,7 +301,7 @@ def run_ptt(args: argparse.Namespace) -> int:
 
 
 def run_simulate_handsets(args: argparse.Namespace) -> int:
-    from engine.radio.handset_sim import Faults, numbers, run_handsets
+    from engine.radio.handset_sim import Faults, numbers, patrol_tracks, run_handsets
 
     if args.registry is not None:
         phones = [e.sms_number for e in _directory(args.registry).entries()]
@@ -326,6 +333,10 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
             faults=faults,
             announce=announce,
             seed=args.seed,
+            tracks=patrol_tracks(args.registry)
+            if args.positions_every and args.registry is not None
+            else None,
+            positions_every=args.positions_every,
         )
     )
     return 0

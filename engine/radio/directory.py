@@ -20,6 +20,8 @@ class RadioEntry:
     sms_number: str
     poc_id: int | None = None
     talk_group: str | None = None
+    talk_group_id: int | None = None
+    """the vendor's numeric talk-group id (registry ``talk_group_id``)"""
 
 
 class RadioDirectory(Protocol):
@@ -75,6 +77,7 @@ class StaticDirectory:
 
     def __init__(self, entries: Iterable[RadioEntry]) -> None:
         self._by_id = {e.radio_id: e for e in entries}
+        self._by_poc: dict[int, str] | None = None
         self._by_number: dict[str, str] = {}
         for e in self._by_id.values():
             number = normalise_number(e.sms_number)
@@ -104,6 +107,7 @@ class StaticDirectory:
                 sms_number=normalise_number(r.sms_number),
                 poc_id=int(r.poc_id) if r.poc_id.isdigit() else None,
                 talk_group=r.talk_group or None,
+                talk_group_id=_vendor_group(r),
             )
             for r in registry.radios.values()
         ]
@@ -125,3 +129,24 @@ class StaticDirectory:
 
     def radio_of_number(self, number: str) -> str | None:
         return self._by_number.get(normalise_number(number))
+
+    def radio_of_poc(self, poc_id: int) -> str | None:
+        """The radio whose PoC user id this is (presence reports name users)."""
+        if self._by_poc is None:
+            self._by_poc = {e.poc_id: e.radio_id for e in self._by_id.values() if e.poc_id}
+        return self._by_poc.get(poc_id)
+
+
+def _vendor_group(radio: object) -> int | None:
+    value = getattr(radio, "talk_group_id", None)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def group_number(entry: RadioEntry) -> int | None:
+    """The number to dial for an entry's talk group: the vendor's id from the registry,
+    or a talk-group name that is itself a number; None otherwise (no hashed names)."""
+    if entry.talk_group_id is not None:
+        return entry.talk_group_id
+    if entry.talk_group is not None and entry.talk_group.isdigit():
+        return int(entry.talk_group)
+    return None

@@ -5,8 +5,16 @@ call-out's offset is committed only once the modem accepted it (or it was skippe
 duplicate or dead-lettered), as the contiguous prefix of finished offsets per partition
 (:class:`~engine.radio.gateway_queue.OffsetTracker`), because priority reorders them. If
 the gateway dies, uncommitted call-outs are read again; the sent set (a durable local
-log plus ``delivered`` Acks read back from ``acks``, see :mod:`engine.radio.sent_log`)
+log plus ``sent`` Acks read back from ``acks``, see :mod:`engine.radio.sent_log`)
 keeps those that were paged from being paged again.
+
+Delivery (issue 13): the modem taking a text is ``sent``; the handset's status report
+(``+CDS``) makes it ``delivered`` (or ``failed``); a PoC single call's result likewise.
+Replies are stored on the module (``+CMTI``), read with ``AT+CMGR`` and deleted with
+``AT+CMGD`` only after Kafka acknowledged their Ack; on start the gateway lists what the
+module kept (``AT+CMGL``) and skips replies whose Ack is already on ``acks`` (their
+``reply_id``), so a crash between the two loses none and doubles none. The module's
+presence reports put each handset online or offline on ``unit-status``.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -28,12 +37,12 @@ from pydantic import ValidationError
 
 from engine.config import Settings
 from engine.kafka.connection import client_kwargs, producer_kwargs
-from engine.models import Ack, AckKind, CallOut, DeadLetter, UnitStatus
+from engine.models import Ack, AckKind, CallOut, Channel, DeadLetter, UnitStatus
 from engine.radio import at_events as ev
 from engine.radio import poc, sms
 from engine.radio.directory import RadioDirectory, mask_number
 from engine.radio.errors import MessageFormatError, RadioError
-from engine.radio.gateway_history import read_delivered
+from engine.radio.gateway_history import read_history
 from engine.radio.gateway_queue import OffsetTracker, Pending
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.pager import Paged, Pager, PageRefused
@@ -88,7 +97,11 @@ class Gateway:
             rate_window=settings.radio_reply_rate_window_s,
         )
         self._areas: dict[str, str] = {}
-        self._acked: set[str] = set()  # keys whose delivered Ack is known to be on `acks`
+        self._acked: set[str] = set()  # keys whose sent Ack is known to be on `acks`
+        self._by_ref: dict[int, CallOut] = {}  # SMS message reference -> its call-out
+        self._poc_single: dict[str, CallOut] = {}  # radio id -> its latest single call
+        self._replied: set[str] = set()  # reply ids whose Ack is on `acks`
+        self._reading: set[int] = set()  # module storage indexes being handled
         self.offsets = OffsetTracker()
         self.pager = Pager(
             link,
@@ -130,9 +143,11 @@ class Gateway:
             for entry in list(self.sent.entries.values()):
                 self._remember(entry)
             if self.read_history:
-                for entry in await read_delivered(self.settings, self.clock() - KEEP_FOR):
+                entries, replied = await read_history(self.settings, self.clock() - KEEP_FOR)
+                for entry in entries:
                     self._acked.add(entry.key)
                     self._remember(entry)
+                self._replied |= replied
             consumer = AIOKafkaConsumer(
                 **client_kwargs(self.settings),
                 group_id=self.group_id,
@@ -198,13 +213,15 @@ class Gateway:
             self.metrics.callouts_skipped.labels("duplicate").inc()
             if key not in self._acked:
                 # paged, but the gateway died before its Ack was known to be published
-                await self._publish_delivered(callout, self.sent.entries[key].at, ())
+                await self._publish_report(callout, self.sent.entries[key].at, ())
             await self._finish(partition, offset)
             return
         if key in self._waiting:  # the same key twice in the log: one page for both
             self._waiting[key].append((partition, offset))
             return
         self._waiting[key] = [(partition, offset)]
+        if callout.channel is Channel.POC_SINGLE:
+            self._poc_single[callout.radio_id] = callout
         if not _is_stand_down(callout):
             code = reply_code(self.reply_key, callout.incident_id, callout.stage, callout.radio_id)
             callout = callout.model_copy(
@@ -245,15 +262,21 @@ class Gateway:
 
     async def _on_sent(self, item: Pending, paged: Paged) -> None:
         c = item.callout
-        await self._publish_delivered(c, self.clock(), paged.refs)
+        for ref in paged.refs:  # for its status report
+            self._by_ref[ref] = c
+            while len(self._by_ref) > _REFS_KEPT:
+                self._by_ref.pop(next(iter(self._by_ref)))
+        await self._publish_report(c, self.clock(), paged.refs)
         await self._finish_key(c.idempotency_key)
 
-    async def _publish_delivered(self, c: CallOut, at: float, refs: tuple[int, ...]) -> None:
+    async def _publish_report(
+        self, c: CallOut, at: float, refs: tuple[int, ...], kind: AckKind = AckKind.SENT
+    ) -> None:
         ack = Ack.model_validate(
             {
                 "incident_id": c.incident_id,
                 "radio_id": c.radio_id,
-                "kind": AckKind.DELIVERED,
+                "kind": kind,
                 "at": datetime.fromtimestamp(at, UTC),
                 "idempotency_key": c.idempotency_key,
                 "area": getattr(c, "area", None),
@@ -265,12 +288,19 @@ class Gateway:
             }
         )
         await self._produce("acks", c.incident_id, ack.to_json_bytes())
-        self._acked.add(c.idempotency_key)
+        if kind is AckKind.SENT:
+            self._acked.add(c.idempotency_key)
 
     async def _on_failed(self, item: Pending, error: RadioError) -> None:
         c = item.callout
         reason = error.reason if isinstance(error, PageRefused) else "refused"
         self.metrics.callouts_skipped.labels(reason).inc()
+        if reason == "no_poc":
+            # a gateway without PoC (SMS only): the voice step failed, the record SMS and
+            # the ladder's later steps still reach the person; nothing to dead-letter
+            await self._publish_report(c, self.clock(), (), AckKind.FAILED)
+            await self._finish_key(c.idempotency_key)
+            return
         letter_reason = reason if reason in _DEAD_LETTER_REASONS else "other"
         await self._dead_letter(
             c.to_json_bytes(), c.radio_id.encode(), item.partition, item.offset, str(error),
@@ -308,6 +338,10 @@ class Gateway:
             if isinstance(event, ev.Urc):
                 if event.name == "+CMT":
                     await self._on_sms(event)
+                elif event.name == "+CMTI":
+                    await self._on_stored_notice(event)
+                elif event.name == "+CDS":
+                    await self._on_status_report(event)
                 elif self.dialect is not None and event.line.startswith(self.dialect.report_prefix):
                     await self._on_poc(self.dialect.parse_report(event.line))
             elif isinstance(event, ev.LinkDown):
@@ -325,7 +359,14 @@ class Gateway:
         except MessageFormatError as exc:
             await self._reject(RejectedReply(ReplyRejection.MALFORMED, "?", urc.line), str(exc))
             return
-        result = self.book.check(incoming.sender, incoming.text, self.directory, self.clock())
+        await self._reply(incoming.sender, incoming.text, incoming.sent_at, None)
+
+    async def _reply(
+        self, sender: str, text: str, sent_at: datetime | None, reply_id: str | None
+    ) -> None:
+        """A handset's reply: checked, then published as an Ack (returns once Kafka has
+        it), or rejected."""
+        result = self.book.check(sender, text, self.directory, self.clock())
         if not isinstance(result, AcceptedReply):
             await self._reject(result, "")
             return
@@ -339,12 +380,77 @@ class Gateway:
                 "area": self._areas.get(result.incident_id),
                 "stage": result.stage,
                 "note": result.note or None,
-                "sent_at": incoming.sent_at.isoformat() if incoming.sent_at else None,
+                "sent_at": sent_at.isoformat() if sent_at else None,
+                "reply_id": reply_id,
                 "source": SOURCE,
             }
         )
         await self._produce("acks", result.incident_id, ack.to_json_bytes())
         self.metrics.replies.labels(result.kind.value).inc()
+
+    # -- replies kept on the module (AT+CNMI=2,1) ------------------------------------------
+
+    async def _on_stored_notice(self, urc: ev.Urc) -> None:
+        """``+CMTI: "SM",<index>``: a reply waits in the module's storage."""
+        try:
+            index = int(urc.line.rsplit(",", 1)[1])
+        except (IndexError, ValueError):
+            log.warning("unreadable +CMTI: %r", urc.line)
+            return
+        await self._take_stored(index)
+
+    async def _take_stored(self, index: int, stored: sms.StoredSms | None = None) -> None:
+        """Read the message at ``index`` (unless listed already), publish its Ack, and
+        only then delete it from the module."""
+        if index in self._reading:
+            return
+        self._reading.add(index)
+        try:
+            if stored is None:
+                done = await self.link.execute(sms.read_command(index))
+                stored = sms.parse_read(index, done.lines)
+            reply_id = _reply_id(stored)
+            if reply_id in self._replied:
+                log.info("stored reply %d was published before the last stop", index)
+            else:
+                await self._reply(stored.sender, stored.text, stored.sent_at, reply_id)
+                self._replied.add(reply_id)
+            await self.link.execute(sms.delete_command(index))
+        except MessageFormatError as exc:
+            await self._reject(RejectedReply(ReplyRejection.MALFORMED, "?", ""), str(exc))
+            with contextlib.suppress(RadioError):
+                await self.link.execute(sms.delete_command(index))
+        except RadioError as exc:  # the link dropped: left stored, listed at next start
+            log.warning("stored reply %d not taken now: %s", index, exc)
+        finally:
+            self._reading.discard(index)
+
+    async def _take_all_stored(self) -> None:
+        """Replies kept while no gateway was reading (stopped, crashed, unplugged)."""
+        try:
+            done = await self.link.execute(sms.list_command())
+        except RadioError as exc:
+            log.warning("listing stored replies failed: %s", exc)
+            return
+        found = sms.parse_list(done.lines)
+        if found:
+            log.info("%d replies were waiting on the module", len(found))
+        for stored in found:
+            await self._take_stored(stored.index, stored)
+
+    async def _on_status_report(self, urc: ev.Urc) -> None:
+        """``+CDS``: the network says whether the handset got a text."""
+        try:
+            report = sms.parse_status_report(urc)
+        except MessageFormatError as exc:
+            log.warning("unreadable +CDS: %s", exc)
+            return
+        callout = self._by_ref.get(report.reference)
+        if callout is None or 0x20 <= report.status < 0x40:  # unknown, or still trying
+            return
+        kind = AckKind.DELIVERED if report.delivered else AckKind.FAILED
+        self.metrics.delivery_reports.labels(kind.value).inc()
+        await self._publish_report(callout, self.clock(), (report.reference,), kind)
 
     def _remember_area(self, incident_id: str, area: object) -> None:
         """The dispatch area of a paged incident, copied onto its acks so the worker
@@ -390,12 +496,39 @@ class Gateway:
             await self._status(True, "PoC network up")
         elif isinstance(report, poc.LoggedIn):
             self.metrics.poc_network_up.set(1)
+        elif isinstance(report, poc.HandsetPresence):
+            radio = self._radio_of_poc(report.user_id)
+            if radio is not None:
+                why = "PoC handset online" if report.online else "PoC handset offline"
+                await self._status(report.online, why, radio)
+        elif isinstance(report, poc.HandsetPosition):
+            radio = self._radio_of_poc(report.user_id)
+            if radio is not None:
+                status = UnitStatus.model_validate(
+                    {
+                        "unit_id": radio,
+                        "location": {"lat": report.lat, "lon": report.lon},
+                        "reason": "PoC handset position",
+                        "source": SOURCE,
+                    }
+                )
+                await self._produce("unit-status", radio, status.to_json_bytes())
+        elif isinstance(report, poc.CallResult):
+            radio = self._radio_of_poc(report.user_id)
+            callout = self._poc_single.get(radio or "")
+            if callout is not None:
+                kind = AckKind.DELIVERED if report.reached else AckKind.FAILED
+                self.metrics.delivery_reports.labels(kind.value).inc()
+                await self._publish_report(callout, self.clock(), (), kind)
 
-    async def _status(self, online: bool, reason: str) -> None:
-        status = UnitStatus(
-            unit_id=self.radio_id, radio_online=online, reason=reason, source=SOURCE
-        )
-        await self._produce("unit-status", self.radio_id, status.to_json_bytes())
+    def _radio_of_poc(self, user_id: int) -> str | None:
+        find = getattr(self.directory, "radio_of_poc", None)
+        return find(user_id) if find is not None else None
+
+    async def _status(self, online: bool, reason: str, radio_id: str | None = None) -> None:
+        unit = radio_id or self.radio_id
+        status = UnitStatus(unit_id=unit, radio_online=online, reason=reason, source=SOURCE)
+        await self._produce("unit-status", unit, status.to_json_bytes())
 
     async def _watch_link(self) -> None:
         seen = 0
@@ -411,6 +544,7 @@ class Gateway:
     async def _send(self) -> None:
         if self.dialect is not None:
             await self._poc_login(self.dialect)  # before any PoC call-out needs it
+        await self._take_all_stored()
         await self.sender.run()
 
     async def _poc_login(self, dialect: poc.PocDialect) -> None:
@@ -471,6 +605,16 @@ def retriable(exc: KafkaError) -> bool:
 
 
 _DEAD_LETTER_REASONS = frozenset({"stale", "not_allowed", "too_long"})
+_REFS_KEPT = 4096
+"""SMS message references remembered for status reports (they wrap at 256 anyway)."""
+
+
+def _reply_id(stored: sms.StoredSms) -> str:
+    """A stored reply's identity: the same message read again (after a crash: the same
+    storage slot, sender, time stamp and text) has the same id, so its Ack is published
+    once; the same text sent twice is two messages (two slots)."""
+    raw = f"{stored.index}\x1f{stored.sender}\x1f{stored.scts}\x1f{stored.text}".encode()
+    return hashlib.sha256(raw).hexdigest()[:20]
 
 
 def _is_stand_down(callout: CallOut) -> bool:

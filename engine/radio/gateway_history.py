@@ -1,4 +1,6 @@
-"""What earlier gateways paged, read back from ``delivered`` Acks on the ``acks`` topic."""
+"""What earlier gateways paged, read back from ``sent`` Acks on the ``acks`` topic
+(``delivered`` from gateways before issue 13), and which stored replies they published
+(their ``reply_id``)."""
 
 from __future__ import annotations
 
@@ -19,12 +21,18 @@ log = logging.getLogger(__name__)
 
 
 async def read_delivered(settings: Settings, since: float) -> list[SentEntry]:
-    """Every ``delivered`` Ack with an ``idempotency_key`` at or after ``since`` (unix s),
-    from the start of ``acks`` up to its end as of this call."""
+    return (await read_history(settings, since))[0]
+
+
+async def read_history(settings: Settings, since: float) -> tuple[list[SentEntry], set[str]]:
+    """Every ``sent`` (or ``delivered``) Ack with an ``idempotency_key`` at or after
+    ``since`` (unix s), and the ``reply_id`` of every reply Ack, from the start of
+    ``acks`` up to its end as of this call."""
     topic = settings.topic("acks")
     partitions = await partitions_of(settings, topic)
+    replied: set[str] = set()
     if not partitions:
-        return []
+        return [], replied
     consumer = AIOKafkaConsumer(
         **client_kwargs(settings),
         group_id=None,
@@ -43,7 +51,7 @@ async def read_delivered(settings: Settings, since: float) -> list[SentEntry]:
             batch = await consumer.getmany(*todo, timeout_ms=1000)
             for records in batch.values():
                 for record in records:
-                    entry = _entry(record.value)
+                    entry = _entry(record.value, replied)
                     if entry is not None and entry.at >= since:
                         found.append(entry)
             todo = {tp for tp in todo if await consumer.position(tp) < end[tp]}
@@ -52,14 +60,16 @@ async def read_delivered(settings: Settings, since: float) -> list[SentEntry]:
     finally:
         with contextlib.suppress(Exception):
             await consumer.stop()
-    log.info("%d delivered call-outs read back from %s", len(found), topic)
-    return found
+    log.info("%d sent call-outs read back from %s", len(found), topic)
+    return found, replied
 
 
-def _entry(value: bytes | None) -> SentEntry | None:
+def _entry(value: bytes | None, replied: set[str] | None = None) -> SentEntry | None:
     try:
         data = json.loads(value or b"")
-        if data.get("kind") != "delivered" or not data.get("idempotency_key"):
+        if replied is not None and isinstance(data.get("reply_id"), str):
+            replied.add(data["reply_id"])
+        if data.get("kind") not in ("sent", "delivered") or not data.get("idempotency_key"):
             return None
         at = datetime.fromisoformat(str(data["at"])).timestamp()
         area = data.get("area")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,28 @@ def numbers(count: int) -> list[str]:
     return [f"1380000{i:04d}" for i in range(1, count + 1)]
 
 
+Track = Sequence[tuple[float, float]]
+"""Waypoints (lat, lon) a handset moves through, round and round."""
+
+
+def patrol_tracks(registry_dir: Path, *, step_deg: float = 0.002) -> dict[int, Track]:
+    """For every handset held by a patrol member: a square beat around its patrol base
+    (about 200 m a side), by PoC user id."""
+    from engine.registry.registry import load_registry
+
+    registry = load_registry(registry_dir)
+    tracks: dict[int, Track] = {}
+    for radio in registry.radios.values():
+        holder = registry.volunteers.get(radio.holder)
+        base = registry.placed.get(holder.group_id or "") if holder else None
+        if base is None or base.kind.value != "patrol_base" or not radio.poc_id.isdigit():
+            continue
+        lat, lon = base.location.lat, base.location.lon
+        d = step_deg
+        tracks[int(radio.poc_id)] = [(lat, lon), (lat + d, lon), (lat + d, lon + d), (lat, lon + d)]
+    return tracks
+
+
 def script_for(behaviour: str, index: int, delay: float, on_scene_after: float) -> HandsetScript:
     """How handset ``index`` answers. ``mixed``: mostly accept then on scene, some decline,
     some stay silent, as a real call-out goes."""
@@ -57,15 +79,18 @@ async def run_handsets(
     faults: Faults = Faults(),
     announce: Callable[[str], None] = print,
     seed: int | None = None,
+    tracks: Mapping[int, Track] | None = None,
+    positions_every: float | None = None,
 ) -> None:
     """Serve until cancelled (Ctrl-C)."""
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
     modem = ModemSimulator(
+        delivery_reports=True,
         handsets={
             n: script_for(behaviour, i, reply_delay, on_scene_after)
             for i, n in enumerate(phone_numbers)
-        }
+        },
     )
     rng = random.Random(seed)
     async with PtyModem(modem, link=link) as host:
@@ -105,6 +130,18 @@ async def run_handsets(
             host.replug()
             announce(host.path)
 
+        step = 0
+
+        def move() -> None:
+            nonlocal step
+            for poc_id, track in (tracks or {}).items():
+                lat, lon = track[step % len(track)]
+                host.modem.report_position(poc_id, lat, lon)
+            host._poke()
+            step += 1
+
+        if tracks:
+            periodic(positions_every or 60.0, move)
         periodic(faults.garble_every, garble)
         periodic(faults.reboot_every, host.reboot)
         periodic(faults.unplug_every, unplug)

@@ -40,6 +40,12 @@ class GatewayMetrics:
         self.replies = Counter(
             "engine_radio_replies", "Handset replies published as acks", ["kind"], registry=r
         )
+        self.delivery_reports = Counter(
+            "engine_radio_delivery_reports",
+            "Status reports and PoC call results published as acks",
+            ["kind"],
+            registry=r,
+        )
         self.replies_rejected = Counter(
             "engine_radio_replies_rejected",
             "Handset replies rejected and not acked, by reason",

@@ -17,9 +17,9 @@ from engine.models import CallOut, Channel
 from engine.radio import ucs2
 from engine.radio.directory import (
     RadioDirectory,
+    group_number,
     mask_number,
     normalise_number,
-    talk_group_number,
 )
 from engine.radio.errors import CommandAborted, CommandError, CommandTimeout, RadioError
 from engine.radio.metrics import GatewayMetrics
@@ -28,6 +28,7 @@ from engine.radio.ptt import PocPtt
 from engine.radio.sms import SINGLE_SMS_UNITS, split_text
 from engine.radio.transport import ModemLink
 from engine.radio.voice import Voice
+from engine.wording import spoken_text
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,19 @@ class Pager:
             return Paged(tuple(await self.link.send_sms(entry.sms_number, callout.text)))
         dialect, voice = self.dialect, self.voice
         if dialect is None or voice is None:
-            raise PageRefused(f"{callout.channel.value} call-out but no PoC dialect and voice")
+            raise PageRefused(
+                f"{callout.channel.value} call-out but no PoC dialect and voice", "no_poc"
+            )
         if callout.channel is Channel.POC_SINGLE:
             if entry.poc_id is None:
                 raise PageRefused(f"radio {entry.radio_id} has no numeric PoC id")
             await self.link.execute(dialect.single_call(entry.poc_id))
         else:
-            if entry.talk_group is None:
-                raise PageRefused(f"radio {entry.radio_id} has no talk group")
-            await self.link.execute(dialect.join_group(talk_group_number(entry.talk_group)))
-        seconds = await voice.say(PocPtt(self.link, dialect), callout.text)
+            group = group_number(entry)
+            if group is None:
+                raise PageRefused(
+                    f"radio {entry.radio_id} has no vendor talk-group id (registry talk_group_id)"
+                )
+            await self.link.execute(dialect.join_group(group))
+        seconds = await voice.say(PocPtt(self.link, dialect), spoken_text(callout.text))
         return Paged(voice_seconds=seconds)

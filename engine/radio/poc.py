@@ -39,13 +39,48 @@ class NetworkDown:
 
 
 @dataclass(frozen=True)
+class HandsetPresence:
+    """A handset (PoC user) came onto or dropped off the PoC network."""
+
+    user_id: int
+    online: bool
+
+
+@dataclass(frozen=True)
+class HandsetPosition:
+    """A handset's GPS fix, as the PoC platform relays it (degrees, WGS84)."""
+
+    user_id: int
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The outcome of a single call: the handset answered (it has the call) or not."""
+
+    user_id: int
+    reached: bool
+
+
+@dataclass(frozen=True)
 class UnknownPocReport:
     """A report this dialect does not know, kept for logs rather than dropped."""
 
     raw: str
 
 
-PocEvent = TalkGranted | TalkDenied | LoggedIn | NetworkUp | NetworkDown | UnknownPocReport
+PocEvent = (
+    TalkGranted
+    | TalkDenied
+    | LoggedIn
+    | NetworkUp
+    | NetworkDown
+    | HandsetPresence
+    | HandsetPosition
+    | CallResult
+    | UnknownPocReport
+)
 
 
 class PocDialect(Protocol):
@@ -112,7 +147,33 @@ class HexOpcodeDialect:
             return NetworkUp()
         if raw == "970000":
             return NetworkDown()
+        if raw.startswith("98") and len(raw) == 12 and _hex(raw[2:]):
+            # presence: 98 <user id, 8 hex> <01 online | 00 offline>
+            return HandsetPresence(int(raw[2:10], 16), raw[10:] == "01")
+        if raw.startswith("99") and len(raw) == 26 and _hex(raw[2:]):
+            # position: 99 <user id> <lat x 1e6> <lon x 1e6>, each 8 hex (32-bit signed)
+            lat, lon = _signed(raw[10:18]) / 1e6, _signed(raw[18:26]) / 1e6
+            if -90 <= lat <= 90 and -180 <= lon <= 180:
+                return HandsetPosition(int(raw[2:10], 16), lat, lon)
+            return UnknownPocReport(raw)
+        if raw.startswith("0a") and len(raw) == 12 and _hex(raw[2:]):
+            # single-call result: 0a <00 reached | else failed> <user id, 8 hex>
+            return CallResult(int(raw[4:], 16), raw[2:4] == "00")
         return UnknownPocReport(raw)
+
+
+def position_report(user_id: int, lat: float, lon: float) -> str:
+    """The report the hex dialect reads as a :class:`HandsetPosition`."""
+    return f"99{user_id:08X}{round(lat * 1e6) & 0xFFFFFFFF:08X}{round(lon * 1e6) & 0xFFFFFFFF:08X}"
+
+
+def _signed(hex8: str) -> int:
+    value = int(hex8, 16)
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def _id_hex(value: int) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from engine.radio import ucs2
+from engine.radio import poc, ucs2
 
 BOOT_BANNER = b"\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nCall Ready\r\n\r\nSMS Ready\r\n"
 SCTS = "25/11/29,20:41:05+32"  # fixed service-centre time stamp: tests stay deterministic
@@ -67,6 +67,9 @@ class _Settings:
     text_mode: bool = False
     charset: str = "GSM"
     cnmi_direct: bool = False
+    cnmi_store: bool = False  # AT+CNMI=x,1: new SMS stored, announced by +CMTI
+    status_reports: bool = False  # AT+CNMI=...,ds=1: +CDS routed to the TE
+    srr: bool = False  # AT+CSMP=<fo> with TP-SRR (0x20): a status report per SMS
 
 
 @dataclass(order=True)
@@ -88,7 +91,10 @@ class ModemSimulator:
         handsets: Mapping[str, HandsetScript] | None = None,
         response_delay: float = 0.0,
         boot_time: float = 0.2,
+        delivery_reports: bool = False,
     ) -> None:
+        """``delivery_reports``: the network answers a status-report request (TP-SRR)
+        with ``+CDS`` once the handset has the text (off: a network that never does)."""
         self.handsets: dict[str, HandsetScript] = dict(handsets or {})
         self.response_delay = response_delay
         self.boot_time = boot_time
@@ -102,8 +108,22 @@ class ModemSimulator:
         self._mr = itertools.count(1)
         self._seq = itertools.count()
         self._due: list[_Due] = []
-        self._held_sms: list[bytes] = []
+        self._held_sms: list[tuple[str, str]] = []
         self._outbox = bytearray()
+        # SIM message storage: survives reboots and the gateway (index -> sender, text,
+        # service-centre time stamp, read already)
+        self.storage: dict[int, tuple[str, str, str, bool]] = {}
+        self._index = itertools.count(1)
+        self.offline: set[str] = set()
+        """numbers of handsets that are off the network: no SMS reaches them (no status
+        report, no reply), a PoC single call to them fails"""
+        self.poc_users: dict[int, str] = {}
+        """PoC user id -> the handset's SMS number (for presence and call results)"""
+        self.delivery_delay = 0.05
+        self.delivery_reports = delivery_reports
+        self.ptt: list[tuple[str, float]] = []
+        """("press" | "release", time) of every PTT opcode: a keyed transmitter"""
+        self.talk_group: int | None = None
 
     # -- sans-IO surface ------------------------------------------------------------
 
@@ -165,8 +185,9 @@ class ModemSimulator:
 
     @property
     def delivers_sms(self) -> bool:
-        """AT+CNMI=2,2 is in force: replies go straight to the serial line."""
-        return self._settings.cnmi_direct
+        """AT+CNMI routes new SMS to the TE: straight to the serial line (2,2) or
+        stored and announced (2,1)."""
+        return self._settings.cnmi_direct or self._settings.cnmi_store
 
     def reset(self) -> None:
         """Power lost: settings, half-typed input and pending output are gone."""
@@ -191,15 +212,40 @@ class ModemSimulator:
         self._after(now + self.boot_time, booted)
 
     def inject_sms(self, sender: str, text: str) -> None:
-        """A handset texts the module: ``+CMT`` now, or held until AT+CNMI=2,2 is set."""
-        ucs = self._settings.charset == "UCS2"
-        head = ucs2.encode(sender) if ucs else sender
-        body = ucs2.encode(text) if ucs else text
-        urc = f'\r\n+CMT: "{head}",,"{SCTS}"\r\n{body}\r\n'.encode("utf-8", "replace")
+        """A handset texts the module: ``+CMT`` now (AT+CNMI=2,2), stored and announced
+        by ``+CMTI`` (AT+CNMI=2,1), or held until AT+CNMI is set."""
         if self._settings.cnmi_direct and not self.booting:
-            self._outbox += urc
+            self._outbox += self._cmt(sender, text)
+        elif self._settings.cnmi_store:
+            self._store(sender, text)
         else:
-            self._held_sms.append(urc)
+            self._held_sms.append((sender, text))
+
+    def _cmt(self, sender: str, text: str) -> bytes:
+        head, body = self._enc(sender), self._enc(text)
+        return f'\r\n+CMT: "{head}",,"{SCTS}"\r\n{body}\r\n'.encode("utf-8", "replace")
+
+    def _enc(self, text: str) -> str:
+        return ucs2.encode(text) if self._settings.charset == "UCS2" else text
+
+    def _store(self, sender: str, text: str) -> None:
+        index = next(self._index)
+        self.storage[index] = (sender, text, SCTS, False)
+        if not self.booting:
+            self._outbox += f'\r\n+CMTI: "SM",{index}\r\n'.encode("ascii")
+
+    def report_position(self, poc_id: int, lat: float, lon: float) -> None:
+        """A handset's GPS fix, relayed by the PoC platform (``+POC:99...``)."""
+        self.inject_poc(poc.position_report(poc_id, lat, lon))
+
+    def set_presence(self, poc_id: int, number: str, online: bool) -> None:
+        """A handset logs on or drops off the PoC network: the module reports it."""
+        self.poc_users[poc_id] = number
+        if online:
+            self.offline.discard(number)
+        else:
+            self.offline.add(number)
+        self.inject_poc(f"98{poc_id:08X}{1 if online else 0:02X}")
 
     def inject_poc(self, report: str) -> None:
         self._outbox += f"\r\n+POC:{report}\r\n".encode("ascii")
@@ -228,7 +274,7 @@ class ModemSimulator:
     def _command(self, line: str, now: float) -> None:
         upper = line.upper()
         s = self._settings
-        if upper == "AT" or upper.startswith(("AT+CMEE=", "AT+CSMP=", "AT+CREG=")):
+        if upper == "AT" or upper.startswith(("AT+CMEE=", "AT+CREG=")):
             self._respond(now, ())
         elif upper in ("ATE0", "ATE1"):
             s.echo = upper == "ATE1"
@@ -241,13 +287,27 @@ class ModemSimulator:
         elif m := re.fullmatch(r'AT\+CSCS="(\w+)"', line, re.I):
             s.charset = m.group(1).upper()
             self._respond(now, ())
-        elif upper.startswith("AT+CNMI="):
-            s.cnmi_direct = upper.replace(" ", "").startswith("AT+CNMI=2,2")
+        elif upper.startswith("AT+CSMP="):
+            first = upper[len("AT+CSMP=") :].split(",")[0].strip()
+            s.srr = first.isdigit() and bool(int(first) & 0x20)
             self._respond(now, ())
-            if s.cnmi_direct:
-                for urc in self._held_sms:
-                    self._outbox += urc
-                self._held_sms.clear()
+        elif upper.startswith("AT+CNMI="):
+            params = [p.strip() for p in upper[len("AT+CNMI=") :].split(",")]
+            mt = params[1] if len(params) > 1 else "0"
+            s.cnmi_direct = mt == "2"
+            s.cnmi_store = mt == "1"
+            s.status_reports = len(params) > 3 and params[3] == "1"
+            self._respond(now, ())
+            held, self._held_sms = self._held_sms, []
+            for sender, text in held:
+                self.inject_sms(sender, text)
+        elif m := re.fullmatch(r"AT\+CMGR=(\d+)", upper):
+            self._read(int(m.group(1)), now)
+        elif m := re.fullmatch(r"AT\+CMGD=(\d+)(?:,\d+)?", upper):
+            self.storage.pop(int(m.group(1)), None)
+            self._respond(now, ())
+        elif m := re.fullmatch(r'AT\+CMGL(?:="([^"]*)")?', line, re.I):
+            self._list(now)
         elif upper == "AT+CPIN?":
             self._respond(now, ("+CPIN: READY",))
         elif upper == "AT+CSQ":
@@ -291,8 +351,41 @@ class ModemSimulator:
         reference = next(self._mr) % 256
         self.received.append(ReceivedSms(number, text, reference))
         self._respond(now, (f"+CMGS: {reference}",))
-        self._schedule_replies(number, text, now)
+        if number not in self.offline:  # an offline handset gets nothing, says nothing
+            self._schedule_replies(number, text, now)
+            if self.delivery_reports and self._settings.srr and self._settings.status_reports:
+                self._after(now + self.delivery_delay, self._report(number, reference))
         return True
+
+    def _report(self, number: str, reference: int) -> Callable[[float], None]:
+        def report(_now: float) -> None:
+            if self._settings.status_reports and not self.booting:
+                ra = self._enc(number)
+                self._outbox += (
+                    f'\r\n+CDS: 6,{reference},"{ra}",129,"{SCTS}","{SCTS}",0\r\n'.encode("ascii")
+                )
+
+        return report
+
+    def _read(self, index: int, now: float) -> None:
+        found = self.storage.get(index)
+        if found is None:
+            self._respond(now, (), "+CMS ERROR: 321")  # invalid memory index
+            return
+        sender, text, scts, seen = found
+        self.storage[index] = (sender, text, scts, True)
+        stat = "REC READ" if seen else "REC UNREAD"
+        head = f'+CMGR: "{self._enc(stat)}","{self._enc(sender)}",,"{scts}"'
+        self._respond(now, (head, self._enc(text)))
+
+    def _list(self, now: float) -> None:
+        lines = []
+        for index, (sender, text, scts, seen) in sorted(self.storage.items()):
+            stat = "REC READ" if seen else "REC UNREAD"
+            lines.append(f'+CMGL: {index},"{self._enc(stat)}","{self._enc(sender)}",,"{scts}"')
+            lines.append(self._enc(text))
+            self.storage[index] = (sender, text, scts, True)
+        self._respond(now, tuple(lines))
 
     def _schedule_replies(self, number: str, text: str, now: float) -> None:
         script = self.handsets.get(number)
@@ -309,6 +402,17 @@ class ModemSimulator:
 
     def _poc(self, params: str, now: float) -> None:
         self._respond(now, ())
+        if params == "0B0000":
+            self.ptt.append(("press", now))
+        elif params == "0C0000":
+            self.ptt.append(("release", now))
+        elif params.startswith("092200") and len(params) == 14:
+            self.talk_group = int(params[6:], 16)
+        elif params.startswith("0A0000") and len(params) == 14:
+            uid = int(params[6:], 16)
+            number = self.poc_users.get(uid)
+            reached = number is None or number not in self.offline
+            self.inject_poc(f"0a{0 if reached else 1:02x}{uid:08X}")  # call result
         report = {"030000": "8202", "0B0000": "0b000000"}.get(params)
         if report is not None:
             self.inject_poc(report)

@@ -17,8 +17,10 @@ from engine.radio.at_commands import CTRL_Z, Command
 from engine.radio.at_events import Urc
 from engine.radio.directory import mask_number
 from engine.radio.errors import MessageFormatError
+from engine.wording import SINGLE_SMS_UNITS, split_text
 
-SINGLE_SMS_UNITS = 70
+__all__ = ["SINGLE_SMS_UNITS", "split_text"]  # split_text lives in engine.wording now
+
 SEND_TIMEOUT = 60.0  # TS 27.005 allows minutes; real modems answer within ~10 s
 
 # Settings a modem forgets when it restarts; replayed in order after every restart.
@@ -27,9 +29,74 @@ SMS_INIT_LINES: tuple[str, ...] = (
     "AT+CMEE=1",
     "AT+CMGF=1",
     'AT+CSCS="UCS2"',
-    "AT+CSMP=17,167,0,8",
-    "AT+CNMI=2,2,0,0,0",
+    "AT+CSMP=49,167,0,8",  # 49: as 17, plus a status report requested (TP-SRR)
+    "AT+CNMI=2,1,0,1,0",  # replies stored on the module (+CMTI), status reports as +CDS
 )
+"""Replies are kept on the module and announced (``+CMTI: "SM",<index>``); the gateway
+reads each with ``AT+CMGR`` and deletes it with ``AT+CMGD`` only once Kafka has the Ack,
+so a gateway that dies in between loses none (a module left in ``AT+CNMI=2,2`` mode still
+works: its ``+CMT`` replies are read off the line). Status reports (``+CDS``) tell a
+handset that received a text (``delivered``) from a module that merely took it."""
+
+
+def read_command(index: int) -> Command:
+    return Command(f"AT+CMGR={index}", timeout=5.0, label=f"CMGR {index}")
+
+
+def delete_command(index: int) -> Command:
+    return Command(f"AT+CMGD={index}", timeout=5.0, label=f"CMGD {index}")
+
+
+def list_command() -> Command:
+    """``AT+CMGL="ALL"`` (the status name in UCS2 hex, as the charset wants)."""
+    return Command(f'AT+CMGL="{ucs2.encode("ALL")}"', timeout=10.0, label="CMGL ALL")
+
+
+@dataclass(frozen=True)
+class StoredSms:
+    index: int
+    sender: str
+    text: str
+    sent_at: datetime | None
+    scts: str
+
+
+def parse_read(index: int, lines: tuple[str, ...]) -> StoredSms:
+    """The lines of a completed ``AT+CMGR=<index>``:
+    ``+CMGR: <stat>,"<oa>",[<alpha>],"<scts>"`` and the text."""
+    header = next((i for i, line in enumerate(lines) if line.startswith("+CMGR:")), None)
+    if header is None:
+        raise MessageFormatError(f"no +CMGR header in {lines!r}")
+    fields = next(csv.reader([lines[header][len("+CMGR:") :].strip()], skipinitialspace=True))
+    return _stored(index, fields[1:], lines[header + 1 : header + 2])
+
+
+def parse_list(lines: tuple[str, ...]) -> list[StoredSms]:
+    """The lines of a completed ``AT+CMGL``: ``+CMGL: <index>,<stat>,"<oa>",...`` each
+    followed by its text line."""
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("+CMGL:"):
+            continue
+        fields = next(csv.reader([line[len("+CMGL:") :].strip()], skipinitialspace=True))
+        try:
+            index = int(fields[0])
+        except (ValueError, IndexError):
+            continue
+        body = lines[i + 1 : i + 2]
+        if body and body[0].startswith("+CMGL:"):
+            body = ()
+        out.append(_stored(index, fields[2:], body))
+    return out
+
+
+def _stored(index: int, fields: list[str], body: tuple[str, ...]) -> StoredSms:
+    if not fields or not fields[0]:
+        raise MessageFormatError(f"stored message {index} without sender")
+    sender = _maybe_ucs2(fields[0])
+    scts = fields[2] if len(fields) > 2 else ""
+    text = _maybe_ucs2(body[0]) if body else ""
+    return StoredSms(index, sender, text, parse_timestamp(scts), scts)
 
 
 def init_commands(timeout: float = 5.0) -> tuple[Command, ...]:
@@ -58,45 +125,6 @@ def parse_message_reference(lines: tuple[str, ...]) -> int:
             if value.isdigit():
                 return int(value)
     raise MessageFormatError(f"no +CMGS: <mr> in {lines!r}")
-
-
-def split_text(text: str, limit: int = SINGLE_SMS_UNITS) -> list[str]:
-    """One message if it fits, else parts prefixed ``(i/n)``, each within ``limit`` units.
-
-    The prefix counts against the limit. Surrogate pairs are never cut, and a part ends
-    after a space when one falls in its second half so words stay whole. Joining the
-    parts without their prefixes gives back ``text``.
-    """
-    if ucs2.units(text) <= limit:
-        return [text]
-    n = 2
-    while True:
-        budget = limit - ucs2.units(f"({n}/{n})")
-        if budget < 2:  # room for at least one surrogate pair
-            raise ValueError(f"limit {limit} leaves no room for text after the part prefix")
-        bodies = _pack(text, budget)
-        if len(bodies) <= n and len(str(len(bodies))) == len(str(n)):
-            total = len(bodies)
-            return [f"({i}/{total}){body}" for i, body in enumerate(bodies, 1)]
-        n = len(bodies)
-
-
-def _pack(text: str, budget: int) -> list[str]:
-    parts: list[str] = []
-    start = 0
-    while start < len(text):
-        used = 0
-        end = start
-        while end < len(text) and used + ucs2.units(text[end]) <= budget:
-            used += ucs2.units(text[end])
-            end += 1
-        if end < len(text):
-            space = text.rfind(" ", start, end)
-            if space >= start + (end - start) // 2:
-                end = space + 1
-        parts.append(text[start:end])
-        start = end
-    return parts
 
 
 @dataclass(frozen=True)

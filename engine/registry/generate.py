@@ -465,7 +465,9 @@ def _patrol_teams(
 
 
 def _radios(t: _Town, plan: TownPlan, leaders: list[tuple[str, str]]) -> None:
+    group_ids: dict[str, str] = {}  # the vendor numbers talk groups in creation order
     for n, (holder, group) in enumerate(leaders[: plan.radios], 1):
+        group_id = group_ids.setdefault(group, f"{860200000 + len(group_ids) + 1}")
         t.radios.append(
             {
                 "id": f"R{n:03d}",
@@ -473,6 +475,7 @@ def _radios(t: _Town, plan: TownPlan, leaders: list[tuple[str, str]]) -> None:
                 "sms_number": f"1440{n:07d}",
                 "talk_group": group,
                 "holder": holder,
+                "talk_group_id": group_id,
             }
         )
 

@@ -234,9 +234,14 @@ class Radio(Entity):
     sms_number: PhoneNumber
     talk_group: str = Field(min_length=1, max_length=40)
     holder: Id
+    talk_group_id: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,10}$",
+        description="the PoC vendor's numeric id of the talk group (what AT+POC dials)",
+    )
 
 
 VOLUNTEER_COLUMNS = ("id", "name_zh", "role", "phone", "group_id", "unit_id", "publicity")
-RADIO_COLUMNS = ("id", "poc_id", "sms_number", "talk_group", "holder")
+RADIO_COLUMNS = ("id", "poc_id", "sms_number", "talk_group", "holder", "talk_group_id")
 REQUIRED_VOLUNTEER_COLUMNS = ("id", "name_zh", "role", "phone")
-REQUIRED_RADIO_COLUMNS = RADIO_COLUMNS
+REQUIRED_RADIO_COLUMNS = ("id", "poc_id", "sms_number", "talk_group", "holder")

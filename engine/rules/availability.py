@@ -47,6 +47,8 @@ class Availability:
     offline_radios: frozenset[str] = frozenset()
     """radio ids the gateway reported offline"""
     observer_fixes: Mapping[str, Fix] = field(default_factory=dict)
+    patrol_fixes: Mapping[str, Fix] = field(default_factory=dict)
+    """patrol base id -> the freshest position reported by the patrol or a member"""
 
     def commit(self, group_ids: list[str], incident_id: str, priority: Priority) -> Availability:
         commitments = dict(self.commitments)

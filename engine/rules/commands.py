@@ -34,7 +34,7 @@ from typing import cast
 
 from engine.models import CallOut, Command, Lifecycle, TimelineEntry
 from engine.rules.availability import Availability
-from engine.rules.callouts import callouts_for, paged_before
+from engine.rules.callouts import callouts_for, channel_reasons
 from engine.rules.decide import NoStageLeft, decide, escalate
 from engine.rules.decision import DispatchDecision
 from engine.rules.followup import (
@@ -43,6 +43,7 @@ from engine.rules.followup import (
     on_cancel,
     on_close,
     quorum_status,
+    start_stage,
 )
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
@@ -242,11 +243,11 @@ def _new_stage(
     page_again: bool = False,
     waiting: Lifecycle = Lifecycle.DISPATCHED,
 ) -> CommandOutcome:
-    stage = len(dispatch.decisions)
+    # after the last stage run (issue 13: substitutes and re-decisions repeat a stage)
+    stage = dispatch.decisions[-1].stage + 1 if dispatch.decisions else 0
     decision = decision._replace(stage=stage, reasons=(why, *decision.reasons))
+    decision = channel_reasons(decision, world, plan)
     incident = dispatch.incident
-    already = frozenset() if page_again else paged_before(dispatch.decisions)
-    callouts = callouts_for(decision, incident, world, plan, already)
     new_zones = [z.id for z in decision.zones]
     released = set(dispatch.released)
     if release:
@@ -259,6 +260,10 @@ def _new_stage(
             "updated_at": now,
         }
     )
+    if page_again:
+        callouts = callouts_for(decision, incident, world, plan, frozenset())
+    else:  # each contact's first ladder step now, the later ones recorded (issue 13)
+        updated, callouts = start_stage(updated, decision, world, plan)
     status = waiting
     if dispatch.status is Lifecycle.ON_SCENE:
         status = Lifecycle.ON_SCENE
@@ -280,6 +285,10 @@ def _new_stage(
     )
 
 
+_REPLIES = frozenset({"accept", "decline", "on_scene"})
+"""Ack kinds that are a person's answer (sent, delivered, failed are reports)."""
+
+
 # --- the current stage again ------------------------------------------------------------
 def _repage(
     dispatch: Dispatch,
@@ -290,7 +299,7 @@ def _repage(
     now: datetime,
 ) -> CommandOutcome:
     last = dispatch.decisions[-1]
-    answered = {a.radio_id for a in dispatch.acks if a.kind.value != "delivered"}
+    answered = {a.radio_id for a in dispatch.acks if a.kind.value in _REPLIES}
     # the wire decision has the rules decision's attribute names (see decision.py)
     every = callouts_for(cast(DispatchDecision, last), dispatch.incident, world, plan)
     n = 1 + sum(1 for e in dispatch.timeline if getattr(e, "command", None) == "repage")

@@ -33,6 +33,7 @@ from engine.rules import reasons as R
 from engine.rules.availability import Availability, Fix, ObserverFixes
 from engine.rules.decision import Called, DispatchDecision, Pick
 from engine.rules.nearby import _TWO_R, haversine_pre_m
+from engine.rules.patrol_live import ranked_live
 from engine.rules.plan import LoadedPlan, Plan, Response, Stage
 from engine.rules.world import Contact, World
 
@@ -141,9 +142,24 @@ def escalate(
     """The next rung of the ladder after ``previous`` stages missed their quorum.
     Raises NoStageLeft when the plan has no further stage."""
     response = _response(incident, plan)
-    stage = len(previous)
+    # the stage after the last one run (substitutes and re-decisions repeat a stage)
+    stage = previous[-1].stage + 1 if previous else 0
     if stage >= len(response.stages):
         raise NoStageLeft(incident.id)
+    return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
+
+
+def redecide(
+    incident: Incident,
+    world: World,
+    availability: Availability,
+    plan: LoadedPlan,
+    now: datetime,
+    previous: list[Decision] | list[DispatchDecision],
+) -> DispatchDecision:
+    """The current stage decided again (its zone team was taken by a higher priority):
+    nobody called before is called again, so the next available zone comes in."""
+    stage = previous[-1].stage if previous else 0
     return _decide_stage(incident, world, availability, plan, now, stage, History.of(previous))
 
 
@@ -328,7 +344,7 @@ def _decide_stage(
     if stage.patrol:
         if local is None:
             local = _local(now, plan.plan.timezone)
-        _patrol(world, availability, lat, lon, local, draft, add)
+        _patrol(world, availability, lat, lon, local, draft, add, plan.plan.observer_max_age_s)
     if stage.observers_within_m is not None:
         _observers(world, availability, plan, stage, lat, lon, now, draft, ctx)
 
@@ -648,12 +664,18 @@ def _patrol(
     local: datetime,
     draft: _Draft,
     add: _Add,
+    max_age_s: float = 300.0,
 ) -> None:
     """The nearest on-duty, available patrol base, by (distance, id): the first
-    available answer of the index of bases on duty at this time of day."""
+    available answer of the index of bases on duty at this time of day. With patrol
+    positions reported, measured from each patrol's fresh fix (see patrol_live)."""
     at = local.time()
     nearby = world.patrol_on_duty[bisect_right(world.patrol_starts, at) - 1]
-    if nearby is not None:
+    if nearby is not None and availability.patrol_fixes:
+        for dist, base_id, why in ranked_live(nearby, availability, lat, lon, local, max_age_s):
+            if add(base_id, PATROL_BASE, why, dist):
+                return
+    elif nearby is not None:
         unavailable = availability.unavailable
         first = nearby.first_far(lat, lon, PATROL_BASE)  # the usual answer, found fast
         if first is not None and first[1] not in unavailable:

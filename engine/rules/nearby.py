@@ -140,6 +140,10 @@ class Nearby:
                 return
             done, k = len(hits), k * 4
 
+    def has(self, point_id: str) -> bool:
+        """Whether the index holds ``point_id``."""
+        return point_id in self._pos
+
     def ranked_far(
         self, lat: float, lon: float, kind: str, tiers: tuple[float, ...] = (2000.0, 8000.0)
     ) -> Iterator[tuple[float, str]]:

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -93,6 +93,20 @@ class CommandCentre(_Frozen):
     sms_number: str | None = Field(default=None, pattern=r"^1\d{10}$")
 
 
+class LadderStep(_Frozen):
+    """One rung of a recipient's channel ladder: how to reach a contact that holds a PoC
+    handset, ``after_s`` seconds after the stage's call-out, if nothing was delivered
+    to (nor heard from) that contact by then.
+
+    ``poc_group``: a group call to the handset's talk group (spoken text); ``poc_single``:
+    a single call to the handset (spoken text); ``sms``: a text to the handset's SIM;
+    ``sms_phone``: a text to the holder's own phone (a PoC outage is not a phone outage).
+    """
+
+    channel: Literal["poc_group", "poc_single", "sms", "sms_phone"]
+    after_s: float = Field(default=0, ge=0, le=3600)
+
+
 class Plan(_Frozen):
     name: str = Field(min_length=1)
     timezone: str = Field(default="Asia/Shanghai", description="for duty windows")
@@ -109,6 +123,27 @@ class Plan(_Frozen):
     observers_max: int = Field(default=50, ge=1, description="cap per lookout broadcast")
     command_centre: CommandCentre = CommandCentre()
     responses: tuple[Response, ...] = Field(min_length=1)
+    ladders: dict[str, tuple[LadderStep, ...]] = Field(
+        default_factory=dict,
+        description="recipient kind -> the channel ladder for its contacts with a PoC "
+        "handset (first step at 0 s); kinds not listed, and contacts without a handset, "
+        "get one SMS. Every PoC step's text also goes by SMS to the handset, as the record.",
+    )
+
+    @model_validator(mode="after")
+    def _ladders_ordered(self) -> Plan:
+        for kind, steps in self.ladders.items():
+            if not steps:
+                raise ValueError(f"ladders.{kind}: at least one step")
+            if steps[0].after_s != 0:
+                raise ValueError(f"ladders.{kind}: the first step is at after_s 0")
+            times = [s.after_s for s in steps]
+            if times != sorted(times) or len(set(times)) != len(times):
+                raise ValueError(f"ladders.{kind}: after_s must increase step by step")
+            channels = [s.channel for s in steps]
+            if len(set(channels)) != len(channels):
+                raise ValueError(f"ladders.{kind}: a channel at most once per ladder")
+        return self
 
     @model_validator(mode="after")
     def _every_type_and_priority_covered(self) -> Plan:

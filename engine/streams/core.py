@@ -41,18 +41,20 @@ from engine.models import (
     UnitStatus,
 )
 from engine.rules.availability import Availability, Commitment, Fix, ObserverFixes
-from engine.rules.callouts import callouts_for, manual_dispatch, paged_before
+from engine.rules.callouts import manual_dispatch
 from engine.rules.commands import CommandOutcome, apply_command
 from engine.rules.decide import decide
 from engine.rules.followup import (
     AWAITING_QUORUM,
     OPEN,
     Dispatch,
-    on_ack,
+    first_callout,
     on_cancel,
     on_close,
+    on_preempted,
+    on_reply,
     on_timeout,
-    open_dispatch,
+    stored_deadline,
 )
 from engine.rules.plan import LoadedPlan
 from engine.rules.world import World
@@ -134,6 +136,7 @@ class AreaCore:
         self._unavailable: set[str] = set()
         self._offline: set[str] = set()
         self._fixes = ObserverFixes()
+        self._patrol_fixes: dict[str, Fix] = {}  # patrol base id -> freshest fix (issue 13)
         self._frozen: tuple[frozenset[str], frozenset[str]] | None = None
 
     # --- caches -------------------------------------------------------------------
@@ -259,11 +262,13 @@ class AreaCore:
             unavailable=unavailable,
             offline_radios=offline,
             observer_fixes=self._fixes,
+            patrol_fixes=self._patrol_fixes,
         )
 
     def _rebuild(self) -> None:
         """Availability of every local area from the stores (after start or rebalance)."""
         self._unavailable, self._offline = set(), set()
+        self._patrol_fixes = {}
         fixes: dict[str, Fix] = {}
         for unit_id, raw in self.entries("statuses"):
             status = UnitStatus.model_validate(raw)
@@ -294,6 +299,27 @@ class AreaCore:
                 into.discard(unit_id)
         if status.location is not None and self._is_observer(unit_id):
             fixes[unit_id] = Fix(status.location.lat, status.location.lon, status.at)
+        elif status.location is not None:
+            patrol = self._patrol_of(unit_id)
+            held = self._patrol_fixes.get(patrol or "")
+            if patrol is not None and (held is None or held.at <= status.at):
+                self._patrol_fixes[patrol] = Fix(
+                    status.location.lat, status.location.lon, status.at
+                )
+
+    def _patrol_of(self, unit_id: str) -> str | None:
+        """The patrol base a position report is for: the base itself or a member."""
+        for w in self.worlds.values():
+            placed = w.registry.placed.get(unit_id)
+            if placed is not None:
+                return unit_id if placed.kind.value == "patrol_base" else None
+            radio = w.registry.radios.get(unit_id)  # a handset's fix: its holder's
+            member = w.registry.volunteers.get(radio.holder if radio else unit_id)
+            if member is not None and member.group_id is not None:
+                group = w.registry.placed.get(member.group_id)
+                if group is not None and group.kind.value == "patrol_base":
+                    return group.id
+        return None
 
     def _index_due(self, incident_id: str, value: Dispatch | dict[str, Any]) -> None:
         """Where the incident is due next: its stage's ack deadline while it awaits a
@@ -304,9 +330,7 @@ class AreaCore:
         if isinstance(value, Dispatch):
             deadline, ended = value.deadline, value.updated_at
         else:
-            decisions = value.get("decisions") or []
-            ack_deadline = decisions[-1]["ack_deadline"] if decisions else None
-            deadline = datetime.fromisoformat(ack_deadline) if ack_deadline else None
+            deadline = stored_deadline(value)
             ended = datetime.fromisoformat(value["updated_at"])
         if status in _AWAITING_VALUES and deadline is not None:
             self._due[incident_id] = ("tick", deadline)
@@ -374,8 +398,9 @@ class AreaCore:
             return fx
         availability = self.availability(area)
         decision = decide(incident, world, availability, self.plan, now)
-        dispatch = open_dispatch(incident, decision, now)
-        for c in callouts_for(decision, incident, world, self.plan):
+        opened = first_callout(incident, decision, world, self.plan, now)
+        decision, dispatch = opened.decision, opened.dispatch
+        for c in opened.callouts:
             fx.publish("callouts", c.radio_id, _with_area(c, area))
         fx.publish("decisions", incident.id, decision.to_model())
         fx.publish("incident-state", incident.id, dispatch.to_incident_state())
@@ -393,7 +418,31 @@ class AreaCore:
         )
         self._store(dispatch)
         self._commit(dispatch, [z.id for z in decision.zones])
+        for other in decision.preempted:
+            self._redecide_preempted(other, incident, [z.id for z in decision.zones], now, fx)
         return fx
+
+    def _redecide_preempted(
+        self, incident_id: str, by: Incident, zones: list[str], now: datetime, fx: Effects
+    ) -> None:
+        """``by`` took zone team(s) from ``incident_id``: that incident is decided again
+        at once (the next available zone) and its timeline says why (issue 13, item 5)."""
+        dispatch = self._load_dispatch(incident_id)
+        if dispatch is None or dispatch.incident.area not in self.worlds:
+            return
+        area = dispatch.incident.area or ""
+        outcome = on_preempted(
+            dispatch, by, zones, self.worlds[area], self.availability(area), self.plan, now
+        )
+        if outcome.decision is None:
+            return
+        for c in outcome.callouts:
+            fx.publish("callouts", c.radio_id, _with_area(c, area))
+        fx.publish("decisions", incident_id, outcome.dispatch.decisions[-1])
+        fx.publish("incident-state", incident_id, outcome.dispatch.to_incident_state())
+        self._store(outcome.dispatch)
+        self._commit(outcome.dispatch, [z.id for z in outcome.decision.zones])
+        fx.notes.append("preempted")
 
     # --- area events --------------------------------------------------------------
     def on_event(self, event: AreaEvent, now: datetime) -> Effects:
@@ -405,7 +454,7 @@ class AreaCore:
 
     def _on_event(self, event: AreaEvent, now: datetime) -> Effects:
         if event.kind == "ack" and event.ack is not None:
-            return self._on_ack(event.ack)
+            return self._on_ack(event.ack, now)
         if event.kind == "status" and event.status is not None:
             return self._on_status(event.status)
         if event.kind == "tick" and event.incident_id:
@@ -418,7 +467,7 @@ class AreaCore:
         fx.notes.append("ignored_event")
         return fx
 
-    def _on_ack(self, ack: Ack) -> Effects:
+    def _on_ack(self, ack: Ack, now: datetime) -> Effects:
         fx = Effects()
         dispatch = self._load_dispatch(ack.incident_id)
         if dispatch is None:
@@ -433,14 +482,30 @@ class AreaCore:
             return fx
         fx.incident = dispatch.incident
         before = dispatch.status
-        outcome = on_ack(dispatch, ack)
+        area = dispatch.incident.area or ""
+        world = self.worlds.get(area)
+        if world is None:
+            fx.notes.append("ack_ignored")
+            return fx
+        outcome = on_reply(dispatch, ack, world, self.availability(area), self.plan, now)
         updated = outcome.dispatch
+        for c in outcome.callouts:  # a substitute, or the next stage at once
+            fx.publish("callouts", c.radio_id, _with_area(c, area))
+        if outcome.decision is not None:
+            fx.publish("decisions", dispatch.incident.id, updated.decisions[-1])
+            self._commit(updated, [z.id for z in outcome.decision.zones])
+            fx.notes.append(outcome.effect)  # 'substituted' or 'escalated'
+        elif outcome.effect == "unanswered":
+            self._release(updated)
+            fx.notes.append("unanswered")
+        if before is Lifecycle.UNANSWERED and updated.status in OPEN:  # a late accept
+            self._commit(updated, updated.zones())
         if outcome.effect == "ignored":
             fx.notes.append("ack_ignored")
         elif outcome.effect in ("quorum_met", "on_scene"):
             fx.notes.append(outcome.effect)
         raised = dispatch.incident.raised_at
-        if ack.kind.value != "delivered" and not _had_reply(dispatch):
+        if ack.kind.value in _REPLIES and not _had_reply(dispatch):
             fx.latencies.append(("raise_to_first_ack", (ack.at - raised).total_seconds()))
             stage_at = dispatch.decisions[-1].decided_at if dispatch.decisions else raised
             fx.latencies.append(("callout_to_ack", (ack.at - stage_at).total_seconds()))
@@ -480,14 +545,15 @@ class AreaCore:
             self._due.pop(incident_id, None)  # asked again only when its state changes
             return fx
         updated = outcome.dispatch
+        incident = dispatch.incident
+        for c in outcome.callouts:  # ladder steps due, and a new stage's call-outs
+            fx.publish("callouts", c.radio_id, _with_area(c, incident.area or ""))
         if outcome.decision is not None:
-            already = paged_before(dispatch.decisions)
-            incident = dispatch.incident
-            for c in callouts_for(outcome.decision, incident, world, self.plan, already):
-                fx.publish("callouts", c.radio_id, _with_area(c, incident.area or ""))
-            fx.publish("decisions", incident.id, outcome.decision.to_model())
+            fx.publish("decisions", incident.id, updated.decisions[-1])
             self._commit(updated, [z.id for z in outcome.decision.zones])
             fx.notes.append("escalated")
+        elif outcome.effect == "ladder":
+            fx.notes.append("ladder")
         else:
             self._release(updated)
             fx.notes.append("unanswered")
@@ -658,4 +724,8 @@ def _status_of(value: Dispatch | dict[str, Any]) -> str | None:
 
 
 def _had_reply(dispatch: Dispatch) -> bool:
-    return any(a.kind.value != "delivered" for a in dispatch.acks)
+    return any(a.kind.value in _REPLIES for a in dispatch.acks)
+
+
+_REPLIES = frozenset({"accept", "decline", "on_scene"})
+"""Ack kinds that are a person's reply (the others are delivery reports)."""

@@ -90,7 +90,7 @@ def test_incident_to_handsets_and_back(
     assert "acknowledged" in timeline
     assert timeline[-1] == "on_scene"
     kinds = {a["value"]["kind"] for a in acks}
-    assert {"delivered", "accept"} <= kinds
+    assert {"sent", "delivered", "accept"} <= kinds
     assert all(a["value"].get("area") == "tangxia" for a in acks)  # routed by area
     assert 'engine_raise_to_quorum_seconds_count{area="tangxia",priority="P1",type="fire"} 1.0' in (
         exposition

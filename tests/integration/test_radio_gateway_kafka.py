@@ -17,9 +17,10 @@ from engine.config import Settings
 from engine.kafka.connection import client_kwargs
 from engine.kafka.produce import producer
 from engine.kafka.tail import tail
-from engine.models import CallOut, Channel, Priority
-from engine.radio.directory import RadioEntry, StaticDirectory, talk_group_number
-from engine.radio.gateway import Gateway
+from engine.models import Ack, CallOut, Channel, Priority
+from engine.radio import sms
+from engine.radio.directory import RadioEntry, StaticDirectory
+from engine.radio.gateway import Gateway, _reply_id
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.poc import HexOpcodeDialect
 from engine.radio.reply_codes import reply_code, with_code
@@ -155,11 +156,11 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
         running(make_gateway(kafka_settings, link, tmp_path / "sent.jsonl")) as gw,
     ):
         await publish(kafka_settings, [callout("R001")])
-        delivered, accepted = await records(kafka_settings, "acks", 2)
+        sent, accepted = await records(kafka_settings, "acks", 2)
         assert [(r.number, r.text) for r in modem.received] == [(NUMBERS["R001"], text_for("R001"))]
-        assert delivered["kind"] == "delivered"
-        assert delivered["idempotency_key"] == f"{INCIDENT}/0/R001"
-        assert delivered["message_refs"] == [modem.received[0].reference]
+        assert sent["kind"] == "sent"  # the module took it (no status reports here)
+        assert sent["idempotency_key"] == f"{INCIDENT}/0/R001"
+        assert sent["message_refs"] == [modem.received[0].reference]
         assert (accepted["kind"], accepted["radio_id"]) == ("accept", "R001")
         assert accepted["incident_id"] == INCIDENT
 
@@ -169,7 +170,7 @@ async def test_callout_to_sms_to_reply_to_ack(kafka_settings: Settings, tmp_path
         host.inject_sms(NUMBERS["R002"], "3 K7Q2")
         host.inject_sms(NUMBERS["R001"], f"3 {code('R001')}")  # replies are handled in order
         acks = await records(kafka_settings, "acks", 3)
-        assert [a["kind"] for a in acks] == ["delivered", "accept", "on_scene"]
+        assert [a["kind"] for a in acks] == ["sent", "accept", "on_scene"]
         for reason in ("unknown_number", "unknown_code", "not_called"):
             assert metric(gw, "engine_radio_replies_rejected_total", reason=reason) == 1
         assert metric(gw, "engine_radio_callouts_sent_total", channel="sms") == 1
@@ -253,13 +254,21 @@ async def test_unplug_mid_fan_out_delivers_every_callout_exactly_once(
         assert link.connects == 2
     assert Counter(r.number for r in modem.received) == Counter(NUMBERS.values())
     assert sorted(a["radio_id"] for a in acks) == sorted(NUMBERS)
-    assert {a["kind"] for a in acks} == {"delivered"}
+    assert {a["kind"] for a in acks} == {"sent"}
 
 
 async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_path: Path) -> None:
     """poc_single calls the handset, poc_group joins its talk group; espeak-ng speaks."""
     directory = StaticDirectory(
-        [RadioEntry("R001", NUMBERS["R001"], poc_id=860100001, talk_group="TG-KZ001")]
+        [
+            RadioEntry(
+                "R001",
+                NUMBERS["R001"],
+                poc_id=860100001,
+                talk_group="TG-KZ001",
+                talk_group_id=860200001,
+            )
+        ]
     )
     single = callout("R001").model_copy(
         update={"channel": Channel.POC_SINGLE, "idempotency_key": "k-single"}
@@ -280,13 +289,17 @@ async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_
         ),
     ):
         await publish(kafka_settings, [single])
-        [first] = await records(kafka_settings, "acks", 1)
+        first = await records(kafka_settings, "acks", 2)
         await publish(kafka_settings, [group])
-        acks = await records(kafka_settings, "acks", 2)
-    assert [a["channel"] for a in acks] == ["poc_single", "poc_group"]
-    assert first["kind"] == "delivered"
+        acks = await records(kafka_settings, "acks", 3)
+    # the single call: made (sent) and answered (the module's call result: delivered)
+    assert sorted((a["channel"], a["kind"]) for a in first) == [
+        ("poc_single", "delivered"),
+        ("poc_single", "sent"),
+    ]
+    assert (acks[2]["channel"], acks[2]["kind"]) == ("poc_group", "sent")
     poc = [c for c in modem.commands if c.startswith("AT+POC=")]
-    gid = f"{talk_group_number('TG-KZ001'):08X}"
+    gid = f"{860200001:08X}"  # the vendor id from the registry, not a hash of the name
     assert poc == [
         "AT+POC=005200",
         "AT+POC=030000",
@@ -298,3 +311,79 @@ async def test_poc_voice_callouts_use_the_opcodes(kafka_settings: Settings, tmp_
         "AT+POC=0C0000",
     ]
     assert not modem.received  # no SMS for voice call-outs
+
+
+async def test_presence_and_positions_reach_unit_status(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The module's presence and position reports for a handset become unit-status
+    records under the handset's radio id (issue 13)."""
+    directory = StaticDirectory(
+        [RadioEntry("R001", NUMBERS["R001"], poc_id=860100001, talk_group_id=860200001)]
+    )
+    modem = ModemSimulator()
+    async with (
+        asyncio.timeout(WITHIN),
+        PtyModem(modem) as host,
+        ModemLink(host.path) as link,
+        running(
+            make_gateway(
+                kafka_settings, link, tmp_path / "s.jsonl", directory=directory,
+                dialect=HexOpcodeDialect(), voice=Voice(tail=0.05),
+            )
+        ),
+    ):  # fmt: skip
+        await link.wait_connected()
+        modem.set_presence(860100001, NUMBERS["R001"], online=False)
+        modem.report_position(860100001, 22.8031, 114.0842)
+        modem.report_position(999, 22.0, 114.0)  # a user no radio has: not reported
+        host._poke()
+        statuses = [
+            s for s in await records(kafka_settings, "unit-status", 2) if s["unit_id"] == "R001"
+        ]
+    offline = next(s for s in statuses if s.get("radio_online") is False)
+    assert offline["reason"] == "PoC handset offline"
+    moved = next(s for s in statuses if s.get("location"))
+    assert moved["location"] == {"lat": 22.8031, "lon": 114.0842}
+
+
+async def test_a_stored_reply_already_published_is_deleted_not_published_again(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The gateway died after Kafka took a stored reply's Ack and before AT+CMGD: the
+    next gateway finds the reply still on the module, sees its ``reply_id`` on ``acks``,
+    and deletes it without a second Ack. A reply it has not published is published once
+    and deleted (issue 13)."""
+    modem = ModemSimulator()
+    log = tmp_path / "sent.jsonl"
+    async with asyncio.timeout(WITHIN), PtyModem(modem) as host:
+        async with ModemLink(host.path) as link, running(make_gateway(kafka_settings, link, log)):
+            await publish(kafka_settings, [callout("R001"), callout("R002")])
+            await records(kafka_settings, "acks", 2)  # both sent
+        # no gateway now: two replies wait on the module
+        host.inject_sms(NUMBERS["R001"], f"1 {code('R001')}")
+        host.inject_sms(NUMBERS["R002"], f"1 {code('R002')}")
+        assert sorted(modem.storage) == [1, 2]
+        # the first one's Ack made it to Kafka before the crash
+        sender, text, scts, _ = modem.storage[1]
+        first = sms.StoredSms(1, sender, text, sms.parse_timestamp(scts), scts)
+        done = Ack.model_validate(
+            {"incident_id": INCIDENT, "radio_id": "R001", "kind": "accept",
+             "reply_id": _reply_id(first), "source": "radio-gateway"}
+        )  # fmt: skip
+        async with producer(kafka_settings) as p:
+            await p.send_and_wait(kafka_settings.topic("acks"), done.to_json_bytes())
+        async with ModemLink(host.path) as link, running(make_gateway(kafka_settings, link, log)):
+            await host.wait_for(lambda: not modem.storage, within=WITHIN)
+            await records(kafka_settings, "acks", 4)  # 2 sent, R001's accept, R002's
+            await asyncio.sleep(1.0)  # time for a second R001 accept, if one were coming
+        acks = [
+            r["value"]
+            async for r in tail(
+                kafka_settings, kafka_settings.topic("acks"), from_beginning=True,
+                idle_timeout_s=2,
+            )
+        ]  # fmt: skip
+    accepts = sorted(a["radio_id"] for a in acks if a["kind"] == "accept")
+    assert accepts == ["R001", "R002"]  # one each: R001's was not published again
+    assert {"AT+CMGD=1", "AT+CMGD=2"} <= set(modem.commands)

@@ -55,8 +55,17 @@ async def tcp_modem(modem: ModemSimulator) -> AsyncIterator[TcpModem]:
 
 
 async def reply_from(link: ModemLink) -> Reply:
-    urc = await next_event(link, Urc, lambda u: u.name == "+CMT")
-    reply = parse_reply(sms.parse_incoming(urc).text)
+    """The next reply: kept on the module (``+CMTI``), read and deleted as the gateway
+    does; or straight off the line (``+CMT``) from a module left in that mode."""
+    urc = await next_event(link, Urc, lambda u: u.name in ("+CMT", "+CMTI"))
+    if urc.name == "+CMTI":
+        index = int(urc.line.rsplit(",", 1)[1])
+        done = await link.execute(sms.read_command(index))
+        text = sms.parse_read(index, done.lines).text
+        await link.execute(sms.delete_command(index))
+    else:
+        text = sms.parse_incoming(urc).text
+    reply = parse_reply(text)
     assert isinstance(reply, Reply)
     return reply
 

@@ -74,11 +74,13 @@ def test_silence_escalates_up_the_whole_ladder(
     assert out.escalated and out.unanswered
 
 
-def test_no_zone_in_range_is_not_awaited(tangxia_world: World, default_plan: LoadedPlan) -> None:
-    """Stage 0 finds no zone team (5 km outside the town) and calls no unit: the rules'
-    quorum needs nobody, so the deadline escalates nothing and the replay stops."""
+def test_no_zone_in_range_still_escalates(tangxia_world: World, default_plan: LoadedPlan) -> None:
+    """Stage 0 finds no zone team (5 km outside the town) and calls no unit. An empty
+    quorum is met only by someone's accept (issue 13: it used to count as met at once,
+    so the incident was never escalated); with nobody answering, every stage runs."""
     out = replay_one(fire(lat=22.70, lon=114.08), tangxia_world, default_plan, [], ReplyModel())
-    assert (out.zone, out.stages, out.status) == (None, 1, Lifecycle.DISPATCHED)
+    ladder = default_plan.plan.responses[0].stages
+    assert (out.zone, out.stages, out.status) == (None, len(ladder), Lifecycle.UNANSWERED)
 
 
 def test_the_reply_model_is_the_same_for_both_plans(

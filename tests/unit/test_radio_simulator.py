@@ -52,7 +52,9 @@ def start(modem: ModemSimulator) -> tuple[AtConnection, list[AtEvent]]:
 
 
 def test_init_sms_and_handset_reply_round_trip() -> None:
-    modem = ModemSimulator(handsets={PHONE: HandsetScript(((5.0, "1"), (60.0, "3")))})
+    modem = ModemSimulator(
+        handsets={PHONE: HandsetScript(((5.0, "1"), (60.0, "3")))}, delivery_reports=True
+    )
     conn, _ = start(modem)
     assert not modem.echo
     assert modem.charset == "UCS2"
@@ -61,15 +63,37 @@ def test_init_sms_and_handset_reply_round_trip() -> None:
     (done,) = completed(pump(conn, modem, 1.0))
     assert sms.parse_message_reference(done.lines) == 1
     assert [(r.number, r.text) for r in modem.received] == [(PHONE, text)]
+    # the handset has it: the network's status report (AT+CSMP=49 asked for one)
+    (cds,) = pump(conn, modem, 1.1)
+    assert isinstance(cds, Urc)
+    report = sms.parse_status_report(cds)
+    assert (report.reference, report.delivered, report.recipient) == (1, True, PHONE)
     assert pump(conn, modem, 5.9) == []
     replies = []
     for now in (6.0, 61.0):
-        (urc,) = pump(conn, modem, now)
-        assert isinstance(urc, Urc)
-        incoming = sms.parse_incoming(urc)
-        assert incoming.sender == PHONE
-        replies.append(parse_reply(incoming.text))
+        (urc,) = pump(conn, modem, now)  # +CMTI: "SM",<index>: kept on the module
+        assert isinstance(urc, Urc) and urc.name == "+CMTI"
+        index = int(urc.line.rsplit(",", 1)[1])
+        conn.submit(sms.read_command(index), now)
+        (read,) = completed(pump(conn, modem, now))
+        stored = sms.parse_read(index, read.lines)
+        assert stored.sender == PHONE
+        replies.append(parse_reply(stored.text))
+        assert index in modem.storage  # read is not deleted
+        conn.submit(sms.delete_command(index), now)
+        pump(conn, modem, now)
+        assert index not in modem.storage
     assert replies == [Reply(AckKind.ACCEPT, "K7Q2"), Reply(AckKind.ON_SCENE, "K7Q2")]
+
+
+def test_an_offline_handset_gets_no_status_report_and_sends_nothing() -> None:
+    modem = ModemSimulator(handsets={PHONE: HandsetScript.accept(1.0)}, delivery_reports=True)
+    conn, _ = start(modem)
+    modem.set_presence(860100001, PHONE, online=False)
+    assert modem.data_to_send() == b"\r\n+POC:98334415A100\r\n"
+    conn.submit(sms.send_command(PHONE, "1 K7Q2"), 1.0)
+    assert len(completed(pump(conn, modem, 1.0))) == 1
+    assert pump(conn, modem, 10.0) == []  # no +CDS, no reply
 
 
 def test_reboot_is_detected_and_init_replayed() -> None:
@@ -117,9 +141,13 @@ def test_replies_wait_in_the_module_until_cnmi_is_set() -> None:
     modem = ModemSimulator()
     modem.inject_sms(PHONE, "2 K7Q2")
     assert modem.data_to_send() == b""
-    _, events = start(modem)
+    conn, events = start(modem)
     urcs = [e for e in events if isinstance(e, Urc)]
-    assert [sms.parse_incoming(u).text for u in urcs] == ["2 K7Q2"]
+    assert [u.line for u in urcs] == ['+CMTI: "SM",1']
+    conn.submit(sms.list_command(), 1.0)
+    (listed,) = completed(pump(conn, modem, 1.0))
+    [stored] = sms.parse_list(listed.lines)
+    assert (stored.index, stored.sender, stored.text) == (1, PHONE, "2 K7Q2")
 
 
 def test_unknown_commands_and_sms_before_text_mode_are_refused() -> None:

@@ -41,7 +41,10 @@ def _fire(n: int = 1) -> Incident:
 def test_state_is_written_only_after_the_outputs(core: AreaCore) -> None:
     fx = core.on_incident(_fire(), T0)
     assert [o.topic for o in fx.out][-2:] == ["decisions", "incident-state"]
-    assert sum(o.topic == "callouts" for o in fx.out) == 12
+    # 12 texts (one per address) and the zone team's talk group called by voice
+    assert sum(o.topic == "callouts" for o in fx.out) == 13
+    assert fx.notes.count("callout:P1:sms") == 12
+    assert fx.notes.count("callout:P1:poc_group") == 1
     assert core.store == {}  # nothing recorded until the outputs are acknowledged
     assert core.on_incident(_fire(), T0).notes == ["duplicate"]  # but already known
     core.apply_writes()
@@ -72,6 +75,18 @@ def test_second_incident_does_not_get_the_committed_zone(core: AreaCore) -> None
 def test_deadline_tick_escalates_and_unknown_ack_is_dead_lettered(core: AreaCore) -> None:
     core.on_incident(_fire(), T0)
     core.apply_writes()
+    assert core.due(T0 + timedelta(seconds=19)) == []
+    # the zone team's ladder: a single call at 20 s, the leader's phone at 40 s
+    for seconds, channel in ((20, "poc_single"), (40, "sms")):
+        at = T0 + timedelta(seconds=seconds)
+        assert core.due(at) == [("tick", "tangxia", _fire().id)]
+        fx = core.on_event(
+            AreaEvent(kind="tick", at=at, area="tangxia", incident_id=_fire().id), at
+        )
+        assert fx.notes[-1] == "ladder"
+        [call] = [json.loads(o.value) for o in fx.out if o.topic == "callouts"]
+        assert call["channel"] == channel and call["kind"] == "key_zone"
+        core.apply_writes()
     assert core.due(T0 + timedelta(seconds=44)) == []
     due = core.due(T0 + timedelta(seconds=45))
     assert due == [("tick", "tangxia", _fire().id)]
