@@ -87,7 +87,8 @@ def run_demo(settings: Settings, config: str | None) -> int:
         sim.wait_for(str(link), 30)
         print(f"handset simulator on {link} (AT commands, UCS2 SMS, Tangxia numbers)")
         gateway = _Proc("gateway", ["gateway", "--device", str(link), "--registry",
-                                    str(REGISTRY)], work / "gateway.log", env)  # fmt: skip
+                                    str(REGISTRY), "--dialect", "poc-hex"],
+                        work / "gateway.log", env)  # fmt: skip
         stack.callback(gateway.stop)
         worker = _Proc("worker", ["-v", "worker"], work / "worker.log", env)
         stack.callback(worker.stop)

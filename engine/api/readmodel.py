@@ -91,7 +91,8 @@ class IncidentView:
 
     def grid(self) -> list[dict[str, Any]]:
         """The 1+10 grid: each group called (zone team, linked units, others) with what
-        its people did: paged, delivered, accepted, declined, on scene."""
+        its people did: paged, sent (the module took it), failed (not delivered),
+        delivered, accepted, declined, on scene."""
         s = self.state or {}
         accepted = set(s.get("accepted", []))
         on_scene = set(s.get("on_scene_units", []))
@@ -121,6 +122,10 @@ class IncidentView:
                     status = "declined"
                 elif "delivered" in kinds:
                     status = "delivered"
+                elif "failed" in kinds:
+                    status = "failed"
+                elif "sent" in kinds:
+                    status = "sent"
                 else:
                     status = "paged"
                 rows[r["id"]] = {

@@ -133,7 +133,8 @@ class Run:
         stack.callback(sim.stop)
         sim.wait_for(str(link), 30)
         gateway = Proc("gateway", ["gateway", "--device", str(link), "--registry",
-                                   str(DEFAULT_REGISTRY), "--metrics-port", "0"],
+                                   str(DEFAULT_REGISTRY), "--dialect", "poc-hex",
+                                   "--metrics-port", "0"],
                        self.work / "gateway.log", self.env)  # fmt: skip
         stack.callback(gateway.stop)
         worker_args = ["-v", "worker", "--metrics-port", "0"]

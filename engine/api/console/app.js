@@ -23,7 +23,7 @@ const I18N = {
     school_gate: "校门警情", other: "其他",
     raised: "已发布", dispatched: "已派警", acknowledged: "已响应", on_scene: "已到场",
     closed: "已结案", escalated: "已升级", unanswered: "无人响应", cancelled: "已撤销",
-    paged: "已呼叫", accepted: "接警", declined: "拒绝",
+    paged: "已呼叫", sent: "已发出", failed: "未送达", accepted: "接警", declined: "拒绝",
   },
   en: {
     title: "Tangxia volunteer police console", board: "Board", new: "New incident",
@@ -47,7 +47,8 @@ const I18N = {
     flood: "flood", school_gate: "school gate", other: "other",
     raised: "raised", dispatched: "dispatched", acknowledged: "acknowledged",
     on_scene: "on scene", closed: "closed", escalated: "escalated",
-    unanswered: "unanswered", cancelled: "cancelled", paged: "paged", accepted: "accepted",
+    unanswered: "unanswered", cancelled: "cancelled", paged: "paged", sent: "sent",
+    failed: "not delivered", accepted: "accepted",
     declined: "declined",
   },
 };
@@ -177,7 +178,8 @@ function quorumText(q) {
 function gridCells(grid, mini) {
   return `<div class="grid${mini ? " mini" : ""}">` + (grid || []).filter((g) =>
     ["key_zone", "unit"].includes(g.kind)).map((g) =>
-    `<span class="cell ${esc(g.kind)} ${esc(g.status)}" title="${esc(g.id)} ${esc(g.name_zh)}: ${esc(t(g.status))}">` +
+    `<span class="cell ${esc(g.kind)} ${esc(g.status)}" title="${esc(g.id)} ${esc(g.name_zh)}` +
+    `${g.distance_m != null ? ` ${Math.round(g.distance_m)} m` : ""}: ${esc(t(g.status))}">` +
     `${mini ? "" : `${esc(g.name_zh || g.id)} · ${esc(t(g.status))}`}</span>`).join("") + "</div>";
 }
 
@@ -246,7 +248,7 @@ function renderIncident(d) {
     (d.grid || []).forEach((g) => {
       const p = registryPoint(g.id);
       if (!p) return;
-      const colour = { accepted: "#1e8449", on_scene: "#6c3483", declined: "#c0392b", delivered: "#2874a6" }[g.status] || "#7f8c8d";
+      const colour = { accepted: "#1e8449", on_scene: "#6c3483", declined: "#c0392b", delivered: "#2874a6", failed: "#b9770e" }[g.status] || "#7f8c8d";
       L.polyline([scene, p], { color: colour, weight: g.kind === "key_zone" ? 3 : 1, opacity: 0.8 }).addTo(m.overlay);
       L.circleMarker(p, { radius: g.kind === "key_zone" ? 7 : 4, color: colour, fillColor: colour, fillOpacity: 1 })
         .bindTooltip(`${g.id} ${g.name_zh || ""} ${g.distance_m != null ? Math.round(g.distance_m) + " m" : ""} · ${t(g.status)}`)
