@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 from engine.config import Settings
 from engine.errors import EngineError
 from engine.kafka.tail import tail
+from engine.scenario.runner import Proc as _Proc
 
 REGISTRY = Path(__file__).resolve().parents[1] / "data" / "tangxia"
 
@@ -38,38 +38,6 @@ SAMPLES = [
 def _engine(env: dict[str, str]) -> list[str]:
     config = env.get("ENGINE_DEMO_CONFIG")
     return [sys.executable, "-m", "engine.cli", *(["--config", config] if config else [])]
-
-
-class _Proc:
-    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str]) -> None:
-        self.name, self.log = name, log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*_engine(env), *args],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EngineError(f"{self.name} exited:\n{self.tail()}")
-            if text in self.log.read_text(errors="replace"):
-                return
-            time.sleep(0.1)
-        raise EngineError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-15:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def run_demo(settings: Settings, config: str | None) -> int:

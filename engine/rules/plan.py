@@ -8,17 +8,16 @@ bytes, stamped on every decision, so a replay can tell which plan decided what.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import ConfigError
 from engine.models import IncidentType, Priority
 from engine.registry.models import Equipment
+from engine.yamlfile import parse_yaml
 
 
 class _Frozen(BaseModel):
@@ -210,48 +209,8 @@ def load_plan(path: Path | str | None = None) -> LoadedPlan:
 
 
 def parse_plan(data: bytes, origin: str) -> LoadedPlan:
-    try:
-        text = data.decode("utf-8-sig")
-        raw = yaml.safe_load(text)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{origin}: plan is not UTF-8: {exc}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{origin}{where}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}:1:1: a plan is a mapping with 'name' and 'responses'")
-    try:
-        plan = Plan.model_validate(raw)
-    except ValidationError as exc:
-        # the node tree (line and column of each field) only to report: a second parse
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line, col = _position(node, loc)
-            path = ".".join(str(p) for p in loc) or "(plan)"
-            lines.append(f"{origin}:{line}:{col}: {path}: {err['msg']}")
-        raise ConfigError("plan refused:\n  " + "\n  ".join(lines)) from exc
+    plan = parse_yaml(Plan, data, origin, "plan", "a mapping with 'name' and 'responses'")
     return LoadedPlan(plan, plan_version(data), origin)
-
-
-def _position(node: yaml.Node | None, loc: Sequence[str | int]) -> tuple[int, int]:
-    """Line and column (1-based) of the deepest YAML node on ``loc`` that exists."""
-    best = node
-    for part in loc:
-        if isinstance(best, yaml.MappingNode) and isinstance(part, str):
-            nxt = next((v for k, v in best.value if getattr(k, "value", None) == part), None)
-        elif isinstance(best, yaml.SequenceNode) and isinstance(part, int):
-            nxt = best.value[part] if 0 <= part < len(best.value) else None
-        else:
-            nxt = None
-        if nxt is None:
-            break
-        best = nxt
-    if best is None:
-        return 1, 1
-    return best.start_mark.line + 1, best.start_mark.column + 1
 
 
 def plan_json_schema() -> dict[str, Any]:

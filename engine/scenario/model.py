@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import ConfigError
 from engine.models import COMMAND_ACTIONS, IncidentType, Location, Priority
-from engine.rules.plan import _position as yaml_position
+from engine.yamlfile import parse_yaml
 
 
 class _Strict(BaseModel):
@@ -83,24 +82,8 @@ class Scenario(_Strict):
 
 
 def load_scenario(path: Path) -> Scenario:
-    origin = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
+        data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{origin}: cannot read scenario: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{origin}{where}: not a YAML scenario: {exc}") from exc
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line, col = yaml_position(node, loc)
-            field = ".".join(str(p) for p in loc) or "(scenario)"
-            lines.append(f"{origin}:{line}:{col}: {field}: {err['msg']}")
-        raise ConfigError("scenario refused:\n  " + "\n  ".join(lines)) from exc
+        raise ConfigError(f"{path}: cannot read scenario: {exc.strerror or exc}") from exc
+    return parse_yaml(Scenario, data, str(path), "scenario", "a mapping with 'incidents'")

@@ -71,3 +71,27 @@ def test_nearest_rank_percentile() -> None:
     values = [float(v) for v in range(1, 11)]
     assert percentile(values, 0.9) == 9.0 and percentile(values, 0.5) == 5.0
     assert percentile(values, 1.0) == 10.0
+
+
+def test_shipped_scenarios_load_and_a_bad_one_is_refused_with_line_and_field(
+    tmp_path: Path,
+) -> None:
+    from engine.errors import ConfigError
+    from engine.scenario.model import load_scenario
+
+    shipped = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
+    assert len(shipped) >= 2
+    for path in shipped:
+        assert load_scenario(path).incidents
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\nincidents:\n  - at_s: 0\n    name: a\n    type: fire\n    priority: P9\n"
+        "    location: {lat: 22.8, lon: 114.08}\nactions:\n  - {at_s: 3, command: dance, "
+        "incident: a}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_scenario(bad)
+    text = str(err.value)
+    assert f"{bad}:6:15: incidents.0.priority" in text
+    assert f"{bad}:9:5: actions.0" in text and "command must be one of" in text
