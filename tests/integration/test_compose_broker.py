@@ -231,14 +231,17 @@ def test_the_compose_broker_runs_secured_with_acls_per_principal(
     assert asyncio.run(_read_one(s("viewer"), "incidents", "viewer-compose")) == (
         b'{"probe": true}'
     )
-    # the compose `cli` service's principal: raises incidents, sees no acks
+    # the compose `cli` service's principal (the API's): raises incidents, cannot read the
+    # worker's changelog
     raised = _engine(
         compose_kafka, "api", "raise", "--type", "fire", "--priority", "P1",
         "--lat", "22.8031", "--lon", "114.0842",
     )  # fmt: skip
     assert raised.returncode == 0, raised.stderr
-    refused = _engine(compose_kafka, "api", "tail", "acks", "--max", "1", "--idle-timeout", "5")
-    assert refused.returncode != 0 and "acks" in refused.stderr
+    refused = _engine(
+        compose_kafka, "api", "tail", "area-state", "--max", "1", "--idle-timeout", "5"
+    )
+    assert refused.returncode != 0 and "area-state" in refused.stderr
     api_password = s("api").kafka_sasl_password
     assert api_password is not None
     assert api_password.get_secret_value() not in refused.stdout + refused.stderr
