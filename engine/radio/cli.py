@@ -128,6 +128,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     hs.add_argument("--unplug-for", type=float, default=2.0, metavar="S")
     hs.add_argument("--seed", type=int, help="random seed for garbled bytes")
     hs.add_argument(
+        "--silent",
+        action="append",
+        metavar="GROUP",
+        help="a key zone, unit or group whose people never answer (repeatable; needs --registry)",
+    )
+    hs.add_argument(
         "--positions-every",
         type=float,
         metavar="S",
@@ -301,10 +307,24 @@ def run_ptt(args: argparse.Namespace) -> int:
 
 
 def run_simulate_handsets(args: argparse.Namespace) -> int:
-    from engine.radio.handset_sim import Faults, numbers, patrol_tracks, run_handsets
+    from engine.radio.handset_sim import (
+        Faults,
+        numbers,
+        numbers_of_groups,
+        patrol_tracks,
+        run_handsets,
+    )
 
+    silent: frozenset[str] = frozenset()
     if args.registry is not None:
         phones = [e.sms_number for e in _directory(args.registry).entries()]
+        if args.silent:
+            try:
+                silent = numbers_of_groups(args.registry, args.silent)
+            except ValueError as exc:
+                raise UsageError(f"--silent: {exc}") from exc
+    elif args.silent:
+        raise UsageError("--silent needs --registry")
     else:
         phones = numbers(args.handsets)
     faults = Faults(
@@ -337,6 +357,7 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
             if args.positions_every and args.registry is not None
             else None,
             positions_every=args.positions_every,
+            silent=silent,
         )
     )
     return 0

@@ -55,6 +55,22 @@ def patrol_tracks(registry_dir: Path, *, step_deg: float = 0.002) -> dict[int, T
     return tracks
 
 
+def numbers_of_groups(registry_dir: Path, groups: Sequence[str]) -> frozenset[str]:
+    """Every number that answers for the given groups (key zones, units, watch groups,
+    patrols): their members' phones and the SMS numbers of the radios they hold."""
+    from engine.registry.registry import load_registry
+
+    registry = load_registry(registry_dir)
+    wanted = set(groups)
+    unknown = wanted - set(registry.placed)
+    if unknown:
+        raise ValueError(f"not in the registry: {', '.join(sorted(unknown))}")
+    members = {v.id for v in registry.volunteers.values() if {v.group_id, v.unit_id} & wanted}
+    out = {registry.volunteers[m].phone for m in members}
+    out |= {r.sms_number for r in registry.radios.values() if r.holder in members}
+    return frozenset(out)
+
+
 def script_for(behaviour: str, index: int, delay: float, on_scene_after: float) -> HandsetScript:
     """How handset ``index`` answers. ``mixed``: mostly accept then on scene, some decline,
     some stay silent, as a real call-out goes."""
@@ -81,14 +97,15 @@ async def run_handsets(
     seed: int | None = None,
     tracks: Mapping[int, Track] | None = None,
     positions_every: float | None = None,
+    silent: frozenset[str] = frozenset(),
 ) -> None:
-    """Serve until cancelled (Ctrl-C)."""
+    """Serve until cancelled (Ctrl-C). Numbers in ``silent`` never answer."""
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
     modem = ModemSimulator(
         delivery_reports=True,
         handsets={
-            n: script_for(behaviour, i, reply_delay, on_scene_after)
+            n: script_for("silent" if n in silent else behaviour, i, reply_delay, on_scene_after)
             for i, n in enumerate(phone_numbers)
         },
     )

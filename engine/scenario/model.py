@@ -23,6 +23,8 @@ class Handsets(_Strict):
     reply: Literal["accept", "decline", "on-scene", "silent", "mixed"] = "mixed"
     reply_delay_s: float = Field(default=20.0, ge=0, le=600)
     on_scene_after_s: float = Field(default=90.0, ge=0, le=3600)
+    silent: list[str] = Field(default_factory=list, max_length=200)
+    """key zones, units or groups whose people never answer"""
 
 
 class ScenarioIncident(_Strict):

@@ -129,6 +129,8 @@ class Run:
         sim_args = ["simulate", "handsets", "--registry", str(DEFAULT_REGISTRY),
                     "--reply", h.reply, "--reply-delay", str(h.reply_delay_s),
                     "--on-scene-after", str(h.on_scene_after_s), "--link", str(link)]  # fmt: skip
+        for group in h.silent:
+            sim_args += ["--silent", group]
         sim = Proc("simulator", sim_args, self.work / "simulator.log", self.env)
         stack.callback(sim.stop)
         sim.wait_for(str(link), 30)

@@ -49,18 +49,19 @@ def incident_summary(
     decisions = sorted(decisions, key=lambda d: d["stage"])
     first = decisions[0] if decisions else None
     zone = (first or {}).get("zone") or {}
-    entity_of = {
-        c: r["id"]
-        for d in decisions
-        for r in d.get("recipients", [])
-        for c in r.get("contacts", [])
-    }
+    groups_of: dict[str, set[str]] = {}  # an address -> every group it was paged for
+    for d in decisions:
+        for r in d.get("recipients", []):
+            for c in r.get("contacts", []):
+                groups_of.setdefault(c, set()).add(r["id"])
     answers = []
     for a in sorted(acks, key=lambda a: a["at"]):
         if a["kind"] in REPLIES:
+            groups = sorted(groups_of.get(a["radio_id"], ()))
             answers.append(
                 {
-                    "who": entity_of.get(a["radio_id"], a["radio_id"]),
+                    "who": "+".join(groups) or a["radio_id"],
+                    "groups": groups,
                     "radio_id": a["radio_id"],
                     "kind": a["kind"],
                     "after_s": _since(raised, a["at"]),

@@ -171,3 +171,19 @@ def test_noise_and_echo_from_the_module_do_not_disturb_results() -> None:
     events = pump(conn, modem, 0.0)
     (done,) = completed(events)
     assert done.lines[-2:] == ("SIM800 simulator", "Revision:engine.radio.simulator")
+
+
+def test_silent_groups_are_their_members_phones_and_radios() -> None:
+    from engine.config import DEFAULT_REGISTRY
+    from engine.radio.handset_sim import numbers_of_groups, script_for
+    from engine.registry.registry import load_registry
+
+    registry = load_registry(DEFAULT_REGISTRY)
+    silent = numbers_of_groups(DEFAULT_REGISTRY, ["KZ118"])
+    members = [v for v in registry.volunteers.values() if "KZ118" in (v.group_id, v.unit_id)]
+    assert members and {v.phone for v in members} <= silent
+    radios = {r.sms_number for r in registry.radios.values() if r.holder in {v.id for v in members}}
+    assert radios and radios <= silent
+    assert script_for("silent", 0, 1.0, 5.0).replies == ()
+    with pytest.raises(ValueError, match="not in the registry: NOPE"):
+        numbers_of_groups(DEFAULT_REGISTRY, ["NOPE"])

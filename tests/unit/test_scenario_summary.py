@@ -47,7 +47,9 @@ def test_summary_of_a_met_and_an_escalated_unanswered_incident(tmp_path: Path) -
     s = summarise(states, decisions, acks)
     a, b = s["incidents"]
     assert a["zone"] == "KZ1" and a["zone_distance_m"] == 480.0
-    assert a["answers"] == [{"who": "KZ1", "radio_id": "R-KZ1", "kind": "accept", "after_s": 10.0}]
+    assert a["answers"] == [
+        {"who": "KZ1", "groups": ["KZ1"], "radio_id": "R-KZ1", "kind": "accept", "after_s": 10.0}
+    ]
     assert a["latency_s"] == {
         "raise_to_decision": 1.0, "raise_to_first_delivery": 3.0,
         "raise_to_first_accept": 10.0, "raise_to_quorum": 12.0, "raise_to_on_scene": None,
