@@ -41,6 +41,7 @@ MAX_AUDIT = 50_000
 SUBSCRIBER_QUEUE = 1_000
 FETCH_WAIT_MS = 20
 ENDED = frozenset({"closed", "cancelled", "unanswered"})
+REPLIES = frozenset({"accept", "decline", "on_scene"})
 
 
 @dataclass
@@ -275,7 +276,7 @@ class ReadModel:
         view = self._incident(doc["incident_id"])
         if len(view.acks) < MAX_PER_INCIDENT:
             view.acks.append({k: doc.get(k) for k in ("radio_id", "kind", "at", "stage", "note")})
-        if doc.get("kind") != "delivered":
+        if doc.get("kind") in REPLIES:  # not the module's sent/delivered/failed reports
             self._entry(
                 {
                     "at": doc.get("at"),

@@ -164,6 +164,7 @@ def test_raise_watch_and_escalate_in_the_browser(stack: ApiProcess) -> None:
         # English labels with the toggle
         page.click("#lang")
         expect(page.locator("#inc-commands button[data-cmd=escalate]")).to_have_text("Escalate")
+        expect(page.locator("#live")).to_have_text("live")  # translated, still connected
         page.click("header nav a[href='#/audit']")
         expect(page.locator("#audit-table tbody")).to_contain_text("escalate")
         page.screenshot(path=str(ARTIFACTS / "console-audit.png"))

@@ -45,13 +45,14 @@ def test_grid_board_and_audit_from_the_topics() -> None:
     m = ReadModel()
     m.apply("incident-state", _state("I1", accepted=["KZ1"]))
     m.apply("decisions", _b(DECISION))
-    for radio, kind in (("R1", "accept"), ("sms:V1", "delivered"), ("sms:V2", "decline")):
+    for radio, kind in (("R1", "accept"), ("sms:V1", "delivered"), ("sms:V2", "decline"),
+                        ("sms:V3", "sent")):  # fmt: skip
         m.apply("acks", _b({"incident_id": "I1", "radio_id": radio, "kind": kind,
                             "at": "2026-12-01T08:00:05+00:00"}))  # fmt: skip
     view = m.view("I1")
     assert view is not None
     grid = {g["id"]: g["status"] for g in view.grid()}
-    assert grid == {"KZ1": "accepted", "U1": "delivered", "U2": "declined", "U3": "paged"}
+    assert grid == {"KZ1": "accepted", "U1": "delivered", "U2": "declined", "U3": "sent"}
     assert view.summary()["ack_deadline"] == DECISION["ack_deadline"]
     assert [i["id"] for i in m.listing("open")] == ["I1"]
     m.apply("incident-state", _state("I1", "closed"))

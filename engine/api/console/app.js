@@ -69,6 +69,7 @@ const S = {
   layers: null,           // GeoJSON of the registry
   maps: {},
   audit: [],
+  live: false,            // following /v1/events now
 };
 const $ = (sel) => document.querySelector(sel);
 const t = (key, ...args) => {
@@ -98,6 +99,7 @@ function applyLang() {
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
   $("#lang").textContent = S.lang === "zh" ? "EN" : "中文";
   $("#f-type").innerHTML = TYPES.map((k) => `<option value="${k}">${esc(t(k))}</option>`).join("");
+  live(Boolean(S.live));  // its label is translated, its state kept
   render();
 }
 
@@ -379,6 +381,7 @@ async function follow() {
   }
 }
 function live(on) {
+  S.live = on;
   const el = $("#live");
   el.className = `live ${on ? "on" : "off"}`;
   el.textContent = t(on ? "online" : "offline");
