@@ -72,7 +72,7 @@ def run_demo(settings: Settings, config: str | None) -> int:
         states = asyncio.run(_follow(settings, ids, within_s=90))
         for incident_id in ids:
             _report(settings, incident_id, states.get(incident_id))
-        _summary(settings, [states[i] for i in ids if i in states])
+        _summary(settings, ids)
         for incident_id in ids:
             subprocess.run(
                 [*_engine(env), "incident", "close", incident_id,
@@ -155,17 +155,12 @@ def _report(settings: Settings, incident_id: str, state: dict[str, Any] | None) 
     )
 
 
-def _summary(settings: Settings, states: list[dict[str, Any]]) -> None:
+def _summary(settings: Settings, ids: list[str]) -> None:
     """The run's summary (per incident and against NFPA 1225), as text, JSON and a plot."""
-    from engine.scenario.summary import plot, render, summarise
+    from engine.scenario.runner import summary_from_topics
+    from engine.scenario.summary import plot, render
 
-    async def read(logical: str) -> list[dict[str, Any]]:
-        topic = settings.topic(logical)
-        return [r["value"] async for r in tail(settings, topic, from_beginning=True,
-                                                idle_timeout_s=1.0)]  # fmt: skip
-
-    decisions, acks = asyncio.run(read("decisions")), asyncio.run(read("acks"))
-    summary = summarise(states, decisions, acks)
+    summary = summary_from_topics(settings, ids)
     out = settings.data_dir / "demo"
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")

@@ -254,7 +254,10 @@ def require(role: Role) -> Callable[[Request], Awaitable[Token]]:
     plain function would run in a worker thread for nothing.)"""
 
     async def check(request: Request) -> Token:
-        token = _token_of(request.app.state.api, request)
+        # the middleware checked it already (every /v1/ request); hashed once per request
+        token: Token | None = getattr(request.state, "token", None)
+        if token is None:
+            token = _token_of(request.app.state.api, request)
         if token is None:
             raise HTTPException(
                 401, "a valid bearer token is needed", {"WWW-Authenticate": "Bearer"}
@@ -294,11 +297,12 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     async def bounded_and_timed(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        try:
-            stranger = request.url.path.startswith("/v1/") and _token_of(api, request) is None
-        except HTTPException as exc:
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        if stranger:
+        if request.url.path.startswith("/v1/"):
+            try:
+                request.state.token = _token_of(api, request)
+            except HTTPException as exc:
+                return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        if request.url.path.startswith("/v1/") and request.state.token is None:
             # before anything reads the body: strangers learn nothing about it
             return JSONResponse(
                 {"detail": "a valid bearer token is needed"},

@@ -95,6 +95,24 @@ def _plan_with_timeout(path: Path, timeout_s: float) -> Path:
     return path
 
 
+def summary_from_topics(settings: Settings, incident_ids: list[str]) -> dict[str, Any]:
+    """The summary of these incidents (in this order) from the topics: each one's latest
+    ``incident-state``, and the ``decisions`` and ``acks``."""
+
+    async def read(logical: str) -> list[dict[str, Any]]:
+        topic = settings.topic(logical)
+        return [r["value"] async for r in tail(settings, topic, from_beginning=True,
+                                                idle_timeout_s=1.5)]  # fmt: skip
+
+    wanted = set(incident_ids)
+    latest: dict[str, dict[str, Any]] = {}
+    for s in asyncio.run(read("incident-state")):
+        if isinstance(s, dict) and s.get("incident_id") in wanted:
+            latest[s["incident_id"]] = s
+    states = [latest[i] for i in incident_ids if i in latest]
+    return summarise(states, asyncio.run(read("decisions")), asyncio.run(read("acks")))
+
+
 class Run:
     def __init__(
         self, settings: Settings, scenario: Scenario, work: Path, say: Callable[[str], None]
@@ -242,19 +260,8 @@ class Run:
 
     # --- the end ------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        async def read(logical: str) -> list[dict[str, Any]]:
-            topic = self.settings.topic(logical)
-            return [r["value"] async for r in tail(self.settings, topic, from_beginning=True,
-                                                    idle_timeout_s=1.5)]  # fmt: skip
-
-        ids = set(self.ids.values())
-        latest: dict[str, dict[str, Any]] = {}
-        for s in asyncio.run(read("incident-state")):
-            if isinstance(s, dict) and s.get("incident_id") in ids:
-                latest[s["incident_id"]] = s
         order = [self.ids[i.name] for i in self.scenario.incidents if i.name in self.ids]
-        states = [latest[i] for i in order if i in latest]
-        result = summarise(states, asyncio.run(read("decisions")), asyncio.run(read("acks")))
+        result = summary_from_topics(self.settings, order)
         names = {v: k for k, v in self.ids.items()}
         for i in result["incidents"]:
             i["name"] = names.get(i["id"])
