@@ -57,7 +57,13 @@ cancel, close, reopen), written by the API and the CLI, keyed by dispatch area a
 co-partitioned with ``incidents``: the worker applies them in order with the area's
 other events and writes each outcome to ``audit``."""
 
-ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS + API_TOPICS
+BROADCAST_TOPICS = ("broadcasts", "broadcast-messages")
+"""Broadcasts (issue 17). ``broadcasts`` (key: broadcast id): each broadcast's notice and
+cancel (API, CLI), the gateways' per-message reports and the recipients' replies.
+``broadcast-messages`` (key: the message's idempotency key): one record per SMS or PoC
+group call, shared by the gateways of one consumer group."""
+
+ALL_TOPICS = LOGICAL_TOPICS + INTERNAL_TOPICS + GATEWAY_TOPICS + API_TOPICS + BROADCAST_TOPICS
 
 CO_PARTITIONED = ("area-events", "area-state", "commands")
 """Topics with the partition count of ``incidents``: partition p of each holds the
@@ -80,6 +86,8 @@ class TopicNames(BaseModel):
     area_state: str = "engine-area-state"
     audit: str = "audit"
     commands: str = "commands"
+    broadcasts: str = "broadcasts"
+    broadcast_messages: str = "broadcast-messages"
 
     def name_of(self, logical: str) -> str:
         value: str = getattr(self, logical.replace("-", "_"))
@@ -163,6 +171,24 @@ class Settings(BaseSettings):
         default=6, ge=1, description="replies per number per radio_reply_rate_window_s"
     )
     radio_reply_rate_window_s: float = Field(default=60.0, gt=0)
+    radio_broadcast_backlog: int = Field(
+        default=64, ge=1, le=10_000,
+        description="broadcast messages a gateway reads ahead (then it pauses reading them)",
+    )  # fmt: skip
+
+    # --- broadcasts (issue 17) ----------------------------------------------------------
+    broadcast_quiet_hours: str = Field(
+        default="22:00-07:00",
+        pattern=r"^$|^\d\d:\d\d-\d\d:\d\d$",
+        description="local time when held priorities are not broadcast ('' for none)",
+    )
+    broadcast_quiet_priorities: tuple[Literal["info", "warning"], ...] = Field(
+        default=("info",), description="priorities held in quiet hours (never urgent)"
+    )
+    broadcast_timezone: str = Field(default="Asia/Shanghai", max_length=64)
+    broadcast_min_group: int = Field(
+        default=2, ge=1, description="handsets a talk group needs for one group call"
+    )
 
     # --- operator API and console (issue 12) -------------------------------------------
     api_port: int = Field(default=8080, ge=0, le=65535)

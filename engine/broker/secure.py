@@ -54,6 +54,8 @@ ROLE_GROUPS = {
     "api": "api",
     "viewer": "viewer",
 }
+BROADCAST_TXN_PREFIX = "engine-broadcast-"
+"""Transactional ids of the API's and CLI's broadcast writes (one per broadcast)."""
 
 
 class Resource(IntEnum):
@@ -118,15 +120,22 @@ def acl_rules(settings: Settings) -> list[Acl]:
         Acl("User:worker", Resource.CLUSTER, "kafka-cluster", Op.IDEMPOTENT_WRITE),
     ]
     # gateway: call-outs in, acks (also read back at start), unit status, audit out
-    topics("gateway", Op.READ, ["callouts", "acks"])
-    topics("gateway", Op.WRITE, ["acks", "unit-status", "deadletter", "audit"])
+    # and broadcast messages in, their reports and replies out (read back at start)
+    topics("gateway", Op.READ, ["callouts", "acks", "broadcast-messages", "broadcasts"])
+    topics("gateway", Op.WRITE, ["acks", "unit-status", "deadletter", "audit", "broadcasts"])
     rules.append(Acl("User:gateway", Resource.GROUP, ROLE_GROUPS["gateway"], Op.READ, True))
     # api: raises incidents, sends operator commands and unit availability, reads the
     # live board and the audit trail (its read model)
-    topics("api", Op.WRITE, ["incidents", "commands", "unit-status"])
+    topics("api", Op.WRITE, ["incidents", "commands", "unit-status", "broadcasts",
+                             "broadcast-messages"])  # fmt: skip
     topics("api", Op.READ, ["incident-state", "decisions", "callouts", "acks", "unit-status",
-                            "audit"])  # fmt: skip
+                            "audit", "broadcasts"])  # fmt: skip
     rules.append(Acl("User:api", Resource.GROUP, ROLE_GROUPS["api"], Op.READ, True))
+    # a broadcast's notice and its messages are written in one transaction
+    rules.append(
+        Acl("User:api", Resource.TRANSACTIONAL_ID, f"{prefix}{BROADCAST_TXN_PREFIX}", Op.ALL, True)
+    )
+    rules.append(Acl("User:api", Resource.CLUSTER, "kafka-cluster", Op.IDEMPOTENT_WRITE))
     # viewer: reads everything but the audit trail of refused replies
     topics("viewer", Op.READ, [x for x in ALL_TOPICS if x != "audit"])
     rules.append(Acl("User:viewer", Resource.GROUP, ROLE_GROUPS["viewer"], Op.READ, True))

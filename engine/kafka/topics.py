@@ -24,7 +24,9 @@ from engine.kafka.connection import client_kwargs
 DAY_MS = 24 * 60 * 60 * 1000
 
 # Logical topics whose history is the audit trail of a response: kept >= retention_days.
-AUDIT_TOPICS = frozenset({"incidents", "decisions", "callouts", "acks", "deadletter", "audit"})
+AUDIT_TOPICS = frozenset(
+    {"incidents", "decisions", "callouts", "acks", "deadletter", "audit", "broadcasts"}
+)
 
 
 @dataclass(frozen=True, slots=True)
