@@ -169,9 +169,7 @@ class BroadcastBook:
         if kind == "reply":
             p.reply_count += 1
             if len(p.replies) < MAX_REPLIES:
-                p.replies.append(
-                    {k: doc.get(k) for k in ("radio_id", "text", "at", "gateway")}
-                )
+                p.replies.append({k: doc.get(k) for k in ("radio_id", "text", "at", "gateway")})
             return p
         if kind != "report":
             self.bad_records += 1

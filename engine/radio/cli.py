@@ -140,6 +140,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="patrol members' handsets report a position every S s, walking a beat "
         "around their base (needs --registry)",
     )
+    hs.add_argument(
+        "--sms-delay",
+        default="0",
+        metavar="MIN[-MAX]",
+        help="seconds the network takes per SMS before the module answers +CMGS "
+        "(uniform, e.g. 1-3; default 0)",
+    )
     hs.set_defaults(func=run_simulate_handsets)
 
 
@@ -311,9 +318,15 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
         Faults,
         numbers,
         numbers_of_groups,
+        parse_delay,
         patrol_tracks,
         run_handsets,
     )
+
+    try:
+        sms_delay = parse_delay(args.sms_delay)
+    except ValueError as exc:
+        raise UsageError(f"--sms-delay: {exc}") from exc
 
     silent: frozenset[str] = frozenset()
     if args.registry is not None:
@@ -339,7 +352,8 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
         print(path, flush=True)
 
     print(
-        f"{len(phones)} handsets ({args.reply}, replies after {args.reply_delay}s), "
+        f"{len(phones)} handsets ({args.reply}, replies after {args.reply_delay}s, "
+        f"{args.sms_delay}s per SMS), "
         f"e.g. {', '.join(phones[:3])}; Ctrl-C stops",
         file=sys.stderr,
     )
@@ -358,6 +372,7 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
             else None,
             positions_every=args.positions_every,
             silent=silent,
+            sms_delay=sms_delay,
         )
     )
     return 0

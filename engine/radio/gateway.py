@@ -35,12 +35,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
+from engine.broadcast.model import PRIORITY_RANK as BROADCAST_RANK
+from engine.broadcast.model import Message as BroadcastMessage
 from engine.config import Settings
-from engine.kafka.connection import client_kwargs, producer_kwargs
-from engine.models import Ack, AckKind, CallOut, Channel, DeadLetter, UnitStatus
+from engine.kafka.connection import client_kwargs, partitions_of, producer_kwargs
+from engine.models import Ack, AckKind, CallOut, Channel, DeadLetter, Priority, UnitStatus
 from engine.radio import at_events as ev
 from engine.radio import poc, sms
-from engine.radio.directory import RadioDirectory, mask_number
+from engine.radio.directory import RadioDirectory, mask_number, normalise_number
 from engine.radio.errors import MessageFormatError, RadioError
 from engine.radio.gateway_history import read_history
 from engine.radio.gateway_queue import OffsetTracker, Pending
@@ -121,10 +123,20 @@ class Gateway:
             metrics=self.metrics,
             ttl=settings.radio_callout_ttl_s,
             clock=clock,
+            skip=self._skip,
+            on_skipped=self._on_skipped,
         )
         self._topic = settings.topic("callouts")
-        self._waiting: dict[str, list[tuple[int, int]]] = {}  # key -> its (partition, offset)s
-        self._committed: dict[int, int] = {}
+        self._bc_topic = settings.topic("broadcast-messages")
+        self.bc_offsets = OffsetTracker()
+        self._backlog = settings.radio_broadcast_backlog
+        self._bc_paused = False
+        self._cancelled: dict[str, float] = {}  # broadcast id -> when its cancel was read
+        self._bc_to: dict[str, tuple[str, str]] = {}  # number -> (broadcast id, radio id)
+        self.broadcasts_caught_up = asyncio.Event()
+        # key -> its (topic, partition, offset)s
+        self._waiting: dict[str, list[tuple[str, int, int]]] = {}
+        self._committed: dict[tuple[str, int], int] = {}
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -156,27 +168,37 @@ class Gateway:
                 # the worker's outputs are transactional: never page an aborted call-out
                 isolation_level="read_committed",
             )
-            consumer.subscribe([self._topic], listener=_Rebalance(self))
-            await consumer.start()
-            self._consumer = consumer
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self._consume(consumer), name="gateway consume")
-                    tasks.create_task(self._send(), name="gateway send")
-                    tasks.create_task(self._events(), name="gateway events")
-                    tasks.create_task(self._watch_link(), name="gateway link")
-            finally:
-                self._consumer = None
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+            consumer.subscribe([self._topic, self._bc_topic], listener=_Rebalance(self))
+            async with asyncio.TaskGroup() as tasks:
+                # cancels and other gateways' sent reports are known before any broadcast
+                # message is read
+                tasks.create_task(self._follow_broadcasts(), name="gateway broadcasts")
+                await self.broadcasts_caught_up.wait()
+                tasks.create_task(self._run_consumer(consumer), name="gateway consumer")
         finally:
             self._producer = None
             await producer.stop()
+
+    async def _run_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.start()
+        self._consumer = consumer
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._consume(consumer), name="gateway consume")
+                tasks.create_task(self._send(), name="gateway send")
+                tasks.create_task(self._events(), name="gateway events")
+                tasks.create_task(self._watch_link(), name="gateway link")
+        finally:
+            self._consumer = None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
 
     def _remember(self, entry: SentEntry) -> None:
         """A page sent before (this log, or a ``delivered`` Ack): never again, and its
         reply code, area and stand-down still count."""
         self.sent.remember(entry)
+        if entry.broadcast:
+            return  # a broadcast takes no coded replies
         self._remember_area(entry.incident_id, entry.area)
         if entry.stand_down:
             self.book.close(entry.incident_id, entry.at)
@@ -190,10 +212,26 @@ class Gateway:
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
+            batch = await consumer.getmany(timeout_ms=1000, max_records=self._backlog)
+            for tp, records in batch.items():
                 for record in records:
-                    await self._accept(record.partition, record.offset, record.value, record)
+                    if tp.topic == self._bc_topic:
+                        await self._accept_broadcast(record)
+                    else:
+                        await self._accept(record.partition, record.offset, record.value, record)
+            self._throttle(consumer)
+
+    def _throttle(self, consumer: AIOKafkaConsumer) -> None:
+        """Bounded memory: broadcast messages are read only while fewer than the backlog
+        wait here (call-outs are always read)."""
+        waiting = len(self.sender.broadcasts)
+        mine = [tp for tp in consumer.assignment() if tp.topic == self._bc_topic]
+        if waiting >= self._backlog and not self._bc_paused:
+            consumer.pause(*mine)
+            self._bc_paused = True
+        elif waiting < self._backlog // 2 and self._bc_paused:
+            consumer.resume(*mine)
+            self._bc_paused = False
 
     async def _accept(self, partition: int, offset: int, value: bytes | None, record: Any) -> None:
         self.offsets.track(partition, offset)
@@ -204,6 +242,8 @@ class Gateway:
             await self._dead_letter(value, record.key, partition, offset, str(exc), "invalid")
             await self._finish(partition, offset)
             return
+        if _broadcast_id(callout) is not None:  # only broadcast-messages may carry one
+            callout = callout.model_copy(update={"broadcast_id": None})
         key = callout.idempotency_key
         if _is_stand_down(callout):
             # operators ended the incident: its codes take no more replies from now on
@@ -217,9 +257,9 @@ class Gateway:
             await self._finish(partition, offset)
             return
         if key in self._waiting:  # the same key twice in the log: one page for both
-            self._waiting[key].append((partition, offset))
+            self._waiting[key].append((self._topic, partition, offset))
             return
-        self._waiting[key] = [(partition, offset)]
+        self._waiting[key] = [(self._topic, partition, offset)]
         if callout.channel is Channel.POC_SINGLE:
             self._poc_single[callout.radio_id] = callout
         if not _is_stand_down(callout):
@@ -229,12 +269,78 @@ class Gateway:
             )
         self.sender.put(Pending(callout, partition, offset, _decided_at(callout, record)))
 
-    def _revoked(self, partitions: set[int]) -> None:
-        for item in self.sender.drop_partitions(partitions):
+    async def _accept_broadcast(self, record: Any) -> None:
+        """A broadcast message: validated, then queued in the lowest lane (or finished at
+        once: unreadable, sent before, its broadcast cancelled)."""
+        partition, offset, topic = record.partition, record.offset, self._bc_topic
+        self.bc_offsets.track(partition, offset)
+        try:
+            message = BroadcastMessage.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            log.error("broadcast-messages %d@%d: not a message: %s", partition, offset, exc)
+            await self._dead_letter(
+                record.value, record.key, partition, offset, str(exc), "invalid", topic
+            )
+            await self._finish(partition, offset, topic)
+            return
+        key = message.idempotency_key
+        if key in self._waiting:
+            self._waiting[key].append((topic, partition, offset))
+            return
+        callout = CallOut.model_validate(
+            {
+                "idempotency_key": key,
+                "incident_id": message.broadcast_id,
+                "stage": 0,
+                "radio_id": message.radio_id,
+                "channel": message.channel.value,
+                "text": message.text,
+                "priority": Priority.P4,
+                "broadcast_id": message.broadcast_id,
+                "expires_at": message.expires_at.isoformat(),
+            }
+        )
+        self._waiting[key] = [(topic, partition, offset)]
+        item = Pending(
+            callout, partition, offset, None, broadcast=True,
+            rank=BROADCAST_RANK[message.priority],
+        )  # fmt: skip
+        reason = self._skip(item)
+        if reason is not None:
+            await self._on_skipped(item, reason)
+            return
+        self.sender.put(item)
+
+    def _skip(self, item: Pending) -> str | None:
+        """Why a broadcast message is not sent (checked again just before it would go)."""
+        if not item.broadcast:
+            return None
+        c = item.callout
+        if c.idempotency_key in self.sent:
+            return "duplicate"
+        if c.incident_id in self._cancelled:
+            return "cancelled"
+        expires = (c.model_extra or {}).get("expires_at")
+        if isinstance(expires, str):
+            with contextlib.suppress(ValueError):
+                if datetime.fromisoformat(expires).timestamp() < self.clock():
+                    return "expired"
+        return None
+
+    async def _on_skipped(self, item: Pending, reason: str) -> None:
+        c = item.callout
+        self.metrics.broadcast_messages.labels(reason, c.channel.value).inc()
+        if reason != "duplicate":
+            await self._broadcast_report(c, reason, ())
+        await self._finish_key(c.idempotency_key)
+
+    def _revoked(self, topic: str, partitions: set[int]) -> None:
+        broadcast = topic == self._bc_topic
+        for item in self.sender.drop_partitions(partitions, broadcast=broadcast):
             self._waiting.pop(item.callout.idempotency_key, None)
-        self.offsets.forget(partitions)
+        (self.bc_offsets if broadcast else self.offsets).forget(partitions)
         for p in partitions:
-            self._committed.pop(p, None)
+            self._committed.pop((topic, p), None)
 
     # -- after the modem -----------------------------------------------------------------
 
@@ -242,6 +348,16 @@ class Gateway:
         """Runs the instant the modem accepted: durable before anything can interleave."""
         c = item.callout
         now = self.clock()
+        if item.broadcast:
+            self.sent.add(SentEntry(c.idempotency_key, c.incident_id, c.radio_id, now,
+                                    broadcast=True))  # fmt: skip
+            self.metrics.broadcast_messages.labels("sent", c.channel.value).inc()
+            entry_of = self.directory.entry(c.radio_id)
+            if entry_of is not None and c.channel is Channel.SMS:  # replies ("收到") to it
+                self._bc_to[normalise_number(entry_of.sms_number)] = (c.incident_id, c.radio_id)
+                while len(self._bc_to) > _BROADCAST_NUMBERS_KEPT:
+                    self._bc_to.pop(next(iter(self._bc_to)))
+            return
         area = getattr(c, "area", None)
         to = getattr(c, "to", None) if self.directory.entry(c.radio_id) is None else None
         entry = SentEntry(
@@ -272,6 +388,9 @@ class Gateway:
     async def _publish_report(
         self, c: CallOut, at: float, refs: tuple[int, ...], kind: AckKind = AckKind.SENT
     ) -> None:
+        if _broadcast_id(c) is not None:
+            await self._broadcast_report(c, kind.value, refs, at)
+            return
         ack = Ack.model_validate(
             {
                 "incident_id": c.incident_id,
@@ -291,9 +410,38 @@ class Gateway:
         if kind is AckKind.SENT:
             self._acked.add(c.idempotency_key)
 
+    async def _broadcast_report(
+        self, c: CallOut, status: str, refs: tuple[int, ...], at: float | None = None,
+        reason: str | None = None,
+    ) -> None:  # fmt: skip
+        """A broadcast message's outcome, on ``broadcasts`` (never ``acks``: no incident)."""
+        record = {
+            "schema_version": 1,
+            "kind": "report",
+            "broadcast_id": c.incident_id,
+            "idempotency_key": c.idempotency_key,
+            "status": status,
+            "radio_id": c.radio_id,
+            "channel": c.channel.value,
+            "message_refs": list(refs),
+            "reason": reason,
+            "gateway": self.radio_id,
+            "at": datetime.fromtimestamp(at if at is not None else self.clock(), UTC).isoformat(),
+            "source": SOURCE,
+        }
+        value = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        await self._produce("broadcasts", c.incident_id, value)
+        if status == "sent":
+            self._acked.add(c.idempotency_key)
+
     async def _on_failed(self, item: Pending, error: RadioError) -> None:
         c = item.callout
         reason = error.reason if isinstance(error, PageRefused) else "refused"
+        if item.broadcast:
+            self.metrics.broadcast_messages.labels("failed", c.channel.value).inc()
+            await self._broadcast_report(c, "failed", (), reason=reason)
+            await self._finish_key(c.idempotency_key)
+            return
         self.metrics.callouts_skipped.labels(reason).inc()
         if reason == "no_poc":
             # a gateway without PoC (SMS only): the voice step failed, the record SMS and
@@ -309,26 +457,28 @@ class Gateway:
         await self._finish_key(c.idempotency_key)
 
     async def _finish_key(self, key: str) -> None:
-        for partition, offset in self._waiting.pop(key, []):
-            await self._finish(partition, offset)
+        for topic, partition, offset in self._waiting.pop(key, []):
+            await self._finish(partition, offset, topic)
 
-    async def _finish(self, partition: int, offset: int) -> None:
-        if self.offsets.finish(partition, offset) is None:
+    async def _finish(self, partition: int, offset: int, topic: str | None = None) -> None:
+        topic = topic or self._topic
+        tracker = self.bc_offsets if topic == self._bc_topic else self.offsets
+        if tracker.finish(partition, offset) is None:
             return
         async with self._commit_lock:
             # The tracker may have moved further while we waited for the lock.
-            position = self.offsets.committed(partition)
+            position = tracker.committed(partition)
             consumer = self._consumer
             if position is None or consumer is None:
                 return
-            if position <= self._committed.get(partition, -1):
+            if position <= self._committed.get((topic, partition), -1):
                 return
             try:
-                await consumer.commit({TopicPartition(self._topic, partition): position})
+                await consumer.commit({TopicPartition(topic, partition): position})
             except KafkaError as exc:  # rebalanced away: the new owner starts from the last
-                log.warning("commit of %s[%d]@%d failed: %s", self._topic, partition, position, exc)
+                log.warning("commit of %s[%d]@%d failed: %s", topic, partition, position, exc)
                 return
-            self._committed[partition] = position
+            self._committed[(topic, partition)] = position
 
     # -- replies and health in ---------------------------------------------------------------
 
@@ -368,6 +518,10 @@ class Gateway:
         it), or rejected."""
         result = self.book.check(sender, text, self.directory, self.clock())
         if not isinstance(result, AcceptedReply):
+            broadcast = self._bc_to.get(normalise_number(sender))
+            if broadcast is not None and result.reason in _NOT_AN_INCIDENT_REPLY:
+                await self._broadcast_reply(broadcast, text, sent_at, reply_id)
+                return
             await self._reject(result, "")
             return
         ack = Ack.model_validate(
@@ -387,6 +541,92 @@ class Gateway:
         )
         await self._produce("acks", result.incident_id, ack.to_json_bytes())
         self.metrics.replies.labels(result.kind.value).inc()
+
+    async def _broadcast_reply(
+        self, broadcast: tuple[str, str], text: str, sent_at: datetime | None,
+        reply_id: str | None,
+    ) -> None:  # fmt: skip
+        """A reply ("收到") from someone a broadcast reached: recorded on ``broadcasts``,
+        never an Ack of any incident."""
+        broadcast_id, radio_id = broadcast
+        record = {
+            "schema_version": 1,
+            "kind": "reply",
+            "broadcast_id": broadcast_id,
+            "radio_id": radio_id,
+            "text": text[:500],
+            "sent_at": sent_at.isoformat() if sent_at else None,
+            "reply_id": reply_id,
+            "gateway": self.radio_id,
+            "at": datetime.fromtimestamp(self.clock(), UTC).isoformat(),
+            "source": SOURCE,
+        }
+        value = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        await self._produce("broadcasts", broadcast_id, value)
+        self.metrics.broadcast_replies.inc()
+
+    # -- broadcasts: cancels and other gateways' reports ---------------------------------
+
+    async def _follow_broadcasts(self) -> None:
+        """``broadcasts`` from its start, then as it grows: which broadcasts were
+        cancelled, and which messages any gateway sent (so a message read again after a
+        rebalance or a restart is not sent twice). ``broadcasts_caught_up`` once the
+        topic's end as of the start was read."""
+        topic = self.settings.topic("broadcasts")
+        parts = await partitions_of(self.settings, topic)
+        if not parts:
+            self.broadcasts_caught_up.set()
+            await asyncio.Event().wait()
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self.settings),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            todo = {tp for tp in tps if await consumer.position(tp) < end[tp]}
+            if not todo:
+                self.broadcasts_caught_up.set()
+            since = self.clock() - KEEP_FOR
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                for records in batch.values():
+                    for record in records:
+                        self._on_broadcast_record(record.value, since)
+                if todo:
+                    todo = {tp for tp in todo if await consumer.position(tp) < end[tp]}
+                    if not todo:
+                        self.broadcasts_caught_up.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    def _on_broadcast_record(self, value: bytes | None, since: float) -> None:
+        try:
+            doc = json.loads(value or b"")
+            kind, bid = doc.get("kind"), doc.get("broadcast_id")
+            if not isinstance(bid, str):
+                return
+            if kind == "cancel":
+                self._cancelled[bid] = self.clock()
+                while len(self._cancelled) > _CANCELS_KEPT:
+                    self._cancelled.pop(next(iter(self._cancelled)))
+            elif kind == "report" and doc.get("status") == "sent" and self.read_history:
+                key = doc.get("idempotency_key")
+                at = datetime.fromisoformat(str(doc["at"])).timestamp()
+                if isinstance(key, str) and at >= since and key not in self.sent:
+                    self.sent.remember(
+                        SentEntry(key, bid, str(doc.get("radio_id")), at, broadcast=True)
+                    )
+                    self._acked.add(key)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return  # not ours to judge: the API's read model counts bad records
 
     # -- replies kept on the module (AT+CNMI=2,1) ------------------------------------------
 
@@ -583,9 +823,10 @@ class Gateway:
         offset: int,
         error: str,
         reason: str,
+        topic: str | None = None,
     ) -> None:
         letter = DeadLetter.for_bytes(
-            value, topic=self._topic, error=error, partition=partition, offset=offset,
+            value, topic=topic or self._topic, error=error, partition=partition, offset=offset,
             reason=reason,
             original_key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
         )  # fmt: skip
@@ -605,6 +846,27 @@ def retriable(exc: KafkaError) -> bool:
 
 
 _DEAD_LETTER_REASONS = frozenset({"stale", "not_allowed", "too_long"})
+_BROADCAST_NUMBERS_KEPT = 20_000
+"""Numbers a broadcast texted, remembered so their replies are recorded (oldest dropped)."""
+_CANCELS_KEPT = 10_000
+_NOT_AN_INCIDENT_REPLY = frozenset(
+    {
+        ReplyRejection.EMPTY,
+        ReplyRejection.NO_ACTION,
+        ReplyRejection.UNKNOWN_ACTION,
+        ReplyRejection.NO_CODE,
+        ReplyRejection.NOT_CALLED,
+    }
+)
+"""Rejections that mean "not an answer to a call-out" (not a forged or stale code): from
+someone a broadcast just reached, such a text ("收到") is a reply to the broadcast."""
+
+
+def _broadcast_id(callout: CallOut) -> str | None:
+    value = (callout.model_extra or {}).get("broadcast_id")
+    return value if isinstance(value, str) else None
+
+
 _REFS_KEPT = 4096
 """SMS message references remembered for status reports (they wrap at 256 anyway)."""
 
@@ -637,7 +899,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._gateway = gateway
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._gateway._revoked({tp.partition for tp in revoked})
+        for topic in {tp.topic for tp in revoked}:
+            self._gateway._revoked(topic, {tp.partition for tp in revoked if tp.topic == topic})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         pass

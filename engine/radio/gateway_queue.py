@@ -27,6 +27,8 @@ class Pending:
     partition: int
     offset: int
     decided_at: float | None = None  # unix seconds, for the decision->sent histogram
+    broadcast: bool = False  # a broadcast message (issue 17): the lowest lane
+    rank: int = 0  # within the broadcast lane: urgent 0, warning 1, info 2
 
 
 @dataclass(order=True)
@@ -47,7 +49,7 @@ class CalloutQueue:
         return len(self._heap)
 
     def push(self, item: Pending) -> None:
-        rank = PRIORITY_RANK[item.callout.priority]
+        rank = item.rank if item.broadcast else PRIORITY_RANK[item.callout.priority]
         heapq.heappush(self._heap, _Entry(rank, next(self._seq), item))
 
     def pop(self) -> Pending | None:

@@ -71,6 +71,16 @@ def numbers_of_groups(registry_dir: Path, groups: Sequence[str]) -> frozenset[st
     return frozenset(out)
 
 
+def parse_delay(text: str) -> tuple[float, float]:
+    """``"2"`` or ``"1-3"`` (seconds) -> (min, max); ValueError when it is not that."""
+    low, sep, high = text.partition("-")
+    lo = float(low)
+    hi = float(high) if sep else lo
+    if not (0.0 <= lo <= hi <= 600.0):
+        raise ValueError(f"not a delay MIN[-MAX] in seconds (0..600): {text!r}")
+    return lo, hi
+
+
 def script_for(behaviour: str, index: int, delay: float, on_scene_after: float) -> HandsetScript:
     """How handset ``index`` answers. ``mixed``: mostly accept then on scene, some decline,
     some stay silent, as a real call-out goes."""
@@ -98,12 +108,17 @@ async def run_handsets(
     tracks: Mapping[int, Track] | None = None,
     positions_every: float | None = None,
     silent: frozenset[str] = frozenset(),
+    sms_delay: tuple[float, float] = (0.0, 0.0),
 ) -> None:
-    """Serve until cancelled (Ctrl-C). Numbers in ``silent`` never answer."""
+    """Serve until cancelled (Ctrl-C). Numbers in ``silent`` never answer. Each SMS
+    takes the network ``sms_delay`` seconds (uniform between min and max) before the
+    module answers ``+CMGS``."""
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
     modem = ModemSimulator(
         delivery_reports=True,
+        sms_delay=sms_delay,
+        seed=seed,
         handsets={
             n: script_for("silent" if n in silent else behaviour, i, reply_delay, on_scene_after)
             for i, n in enumerate(phone_numbers)

@@ -84,6 +84,30 @@ class GatewayMetrics:
         self.queue_depth = Gauge(
             "engine_radio_queue_depth", "Call-outs waiting for the modem", registry=r
         )
+        # broadcasts (issue 17): the lowest lane, never ahead of a call-out
+        self.broadcast_messages = Counter(
+            "engine_radio_broadcast_messages",
+            "Broadcast messages by outcome (sent, failed, cancelled, expired, duplicate) "
+            "and channel",
+            ["result", "channel"],
+            registry=r,
+        )
+        self.broadcast_queue_depth = Gauge(
+            "engine_radio_broadcast_queue_depth",
+            "Broadcast messages read and waiting for a free modem",
+            registry=r,
+        )
+        self.broadcast_replies = Counter(
+            "engine_radio_broadcast_replies",
+            "Replies to a broadcast (recorded on broadcasts, never acks)",
+            registry=r,
+        )
+        self.callout_behind_broadcast = Histogram(
+            "engine_radio_callout_behind_broadcast_seconds",
+            "How long a call-out waited for the broadcast message in flight",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
+            registry=r,
+        )
 
     def serve(self, port: int = DEFAULT_PORT, addr: str = "0.0.0.0") -> None:
         """``/metrics`` on ``port`` (prometheus-client's daemon thread)."""

@@ -5,6 +5,11 @@ queued in the AT engine when the previous ``+CMGS`` arrives, so the serial line 
 idles while Python or Kafka catches up; priority decides the order of everything still
 waiting. What happens after the modem accepted (log, ack, commit) runs in its own task
 and does not hold a window slot.
+
+Broadcast messages (issue 17) wait in a lane of their own below every call-out, and one
+goes to the link only when no call-out waits and nothing else is in flight: never more
+than one broadcast message is queued in the AT engine, and never ahead of a call-out. A
+call-out that arrives meanwhile goes to the modem right after that one message.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 OnSent = Callable[[Pending, Paged], Awaitable[None]]
 OnFailed = Callable[[Pending, RadioError], Awaitable[None]]
 OnPaged = Callable[[Pending, Paged], None]
+Skip = Callable[[Pending], str | None]
+OnSkipped = Callable[[Pending, str], Awaitable[None]]
 
 
 class SendLoop:
@@ -38,11 +45,21 @@ class SendLoop:
         metrics: GatewayMetrics | None = None,
         ttl: float | None = None,
         clock: Callable[[], float] = time.time,
+        skip: Skip | None = None,
+        on_skipped: OnSkipped | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be at least 1")
         self.pager = pager
         self.queue = CalloutQueue()
+        self.broadcasts = CalloutQueue()
+        """broadcast messages: served only when ``queue`` is empty and nothing is in flight"""
+        self.in_flight = 0
+        """items handed to the pager and not yet accepted or refused by the modem"""
+        self._skip = skip
+        self._broadcast_in_flight = False
+        self._behind: list[float] = []  # when each call-out behind the broadcast arrived
+        self._on_skipped = on_skipped
         self._on_sent = on_sent
         self._on_failed = on_failed
         self._on_paged = on_paged
@@ -64,18 +81,43 @@ class SendLoop:
         return Stale(f"call-out is {age:.0f} s old, the TTL is {self._ttl:.0f} s")
 
     def put(self, item: Pending) -> None:
-        self.queue.push(item)
+        if not item.broadcast and self._broadcast_in_flight:
+            self._behind.append(time.monotonic())
+        (self.broadcasts if item.broadcast else self.queue).push(item)
         self._depth()
         self._ready.set()
 
-    def drop_partitions(self, partitions: Iterable[int]) -> list[Pending]:
-        dropped = self.queue.drop_partitions(partitions)
+    def drop_partitions(
+        self, partitions: Iterable[int], *, broadcast: bool = False
+    ) -> list[Pending]:
+        dropped = (self.broadcasts if broadcast else self.queue).drop_partitions(partitions)
         self._depth()
         return dropped
 
     def _depth(self) -> None:
         if self._metrics is not None:
             self._metrics.queue_depth.set(len(self.queue))
+            self._metrics.broadcast_queue_depth.set(len(self.broadcasts))
+
+    def _next(self) -> Pending | None:
+        """A call-out if one waits; else a broadcast message if the line is free."""
+        item = self.queue.pop()
+        if item is None and self.in_flight == 0:
+            item = self.broadcasts.pop()
+        return item
+
+    def _release(self, item: Pending) -> None:
+        if item.broadcast:
+            self._broadcast_in_flight = False
+            now = time.monotonic()
+            for since in self._behind:  # call-outs that waited for this message
+                if self._metrics is not None:
+                    self._metrics.callout_behind_broadcast.observe(now - since)
+            self._behind.clear()
+        self.in_flight -= 1
+        self._slots.release()
+        if self.in_flight == 0 and len(self.broadcasts):
+            self._ready.set()  # the line is free: a broadcast message may go
 
     async def run(self) -> None:
         """Until cancelled (deliveries still running are cancelled with it), or until a
@@ -85,11 +127,14 @@ class SendLoop:
         async with asyncio.TaskGroup() as deliveries:
             while True:
                 await self._slots.acquire()
-                item = self.queue.pop()
+                item = self._next()
                 while item is None:
                     self._ready.clear()
                     await self._ready.wait()
-                    item = self.queue.pop()
+                    item = self._next()
+                self.in_flight += 1
+                if item.broadcast:
+                    self._broadcast_in_flight = True
                 self._depth()
                 deliveries.create_task(self._deliver(item), name=f"page {item.offset}")
 
@@ -97,6 +142,13 @@ class SendLoop:
         released = False
         key = item.callout.idempotency_key
         try:
+            skip = self._skip(item) if self._skip is not None else None
+            if skip is not None:  # cancelled, expired, sent by another gateway meanwhile
+                self._release(item)
+                released = True
+                if self._on_skipped is not None:
+                    await self._guard(key, self._on_skipped(item, skip))
+                return
             try:
                 stale = self.stale(item)
                 if stale is not None:
@@ -105,7 +157,7 @@ class SendLoop:
             except LinkClosed:
                 raise
             except RadioError as exc:
-                self._slots.release()
+                self._release(item)
                 released = True
                 log.error("call-out %s not sent: %s", key, exc)
                 await self._guard(key, self._on_failed(item, exc))
@@ -115,12 +167,12 @@ class SendLoop:
                     self._on_paged(item, paged)  # synchronous: nothing may interleave
             except Exception as exc:
                 raise self._failed(key, exc) from exc
-            self._slots.release()
+            self._release(item)
             released = True
             await self._guard(key, self._on_sent(item, paged))
         finally:
             if not released:
-                self._slots.release()
+                self._release(item)
 
     async def _guard(self, key: str, bookkeeping: Awaitable[None]) -> None:
         try:

@@ -45,6 +45,7 @@ class SentEntry:
     area: str | None = None
     stand_down: bool = False
     to: str | None = None  # the number paged, when it is not in the directory
+    broadcast: bool = False  # a broadcast message (``incident_id`` is the broadcast id)
 
     def to_line(self) -> bytes:
         data = {k: v for k, v in self.__dict__.items() if v is not None and v is not False}
@@ -64,6 +65,7 @@ class SentEntry:
             area if isinstance(area, str) else None,
             data.get("stand_down") is True,
             to if isinstance(to, str) else None,
+            data.get("broadcast") is True,
         )
 
 

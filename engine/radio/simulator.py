@@ -15,6 +15,7 @@ import errno
 import heapq
 import itertools
 import os
+import random
 import re
 import tty
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ class ReceivedSms:
     number: str
     text: str
     reference: int
+    at: float = 0.0  # the simulator's clock when the text was written (Ctrl-Z)
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,22 @@ class ModemSimulator:
         response_delay: float = 0.0,
         boot_time: float = 0.2,
         delivery_reports: bool = False,
+        sms_delay: tuple[float, float] = (0.0, 0.0),
+        seed: int | None = None,
     ) -> None:
         """``delivery_reports``: the network answers a status-report request (TP-SRR)
-        with ``+CDS`` once the handset has the text (off: a network that never does)."""
+        with ``+CDS`` once the handset has the text (off: a network that never does).
+
+        ``sms_delay`` (min, max seconds): the network's time to take each text, drawn
+        uniformly per message. A real module answers ``AT+CMGS`` with ``+CMGS: <mr>``
+        only once the SMS centre accepted the message (one to a few seconds); until then
+        the command is in flight and the serial line carries nothing else."""
+        if not 0.0 <= sms_delay[0] <= sms_delay[1]:
+            raise ValueError(f"sms_delay must be 0 <= min <= max, not {sms_delay}")
         self.handsets: dict[str, HandsetScript] = dict(handsets or {})
         self.response_delay = response_delay
+        self.sms_delay = sms_delay
+        self._rng = random.Random(seed)
         self.boot_time = boot_time
         self.received: list[ReceivedSms] = []
         self.commands: list[str] = []
@@ -349,8 +362,14 @@ class ModemSimulator:
                 self._respond(now, (), "+CMS ERROR: 304")
                 return True
         reference = next(self._mr) % 256
-        self.received.append(ReceivedSms(number, text, reference))
-        self._respond(now, (f"+CMGS: {reference}",))
+        self.received.append(ReceivedSms(number, text, reference, now))
+        low, high = self.sms_delay
+        network = self._rng.uniform(low, high) if high > 0 else 0.0
+        if network > 0:
+            self._after(now + network, lambda t: self._respond(t, (f"+CMGS: {reference}",)))
+        else:
+            self._respond(now, (f"+CMGS: {reference}",))
+        now += network
         if number not in self.offline:  # an offline handset gets nothing, says nothing
             self._schedule_replies(number, text, now)
             if self.delivery_reports and self._settings.srr and self._settings.status_reports:
