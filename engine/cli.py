@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     # optional piece does not take the whole command down.
     from engine import cli_platform
     from engine.api import cli as api_cli
+    from engine.broadcast import cli as broadcast_cli
     from engine.planning import cli as planning_cli
     from engine.radio import cli as radio_cli
     from engine.registry import cli as registry_cli
@@ -45,13 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     streams_cli.add_commands(sub)
     api_cli.add_commands(sub)
     scenario_cli.add_commands(sub)
+    broadcast_cli.add_commands(sub)
     planning_cli.register(sub)  # after rules_cli: adds `plan compare` to its `plan`
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.broadcast.cli import normalise_argv
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(normalise_argv(sys.argv[1:] if argv is None else argv))
     # JSON lines (one event per line, incident id as a field) unless stderr is a
     # terminal; aiokafka's retry noise stays quiet without -v.
     configure_logging(args.verbose)

@@ -34,7 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.api.metrics import ApiMetrics
 from engine.api.readmodel import Follower, ReadModel
 from engine.api.tokens import Role, Token, TokenError, TokenStore
+from engine.broadcast.model import BroadcastIn, Cancel, new_broadcast_id
+from engine.broadcast.plan import BroadcastRefused, plan_broadcast
+from engine.broadcast.policy import QuietHours
+from engine.broadcast.progress import TERMINAL
+from engine.broadcast.publish import write_broadcast, write_cancel
 from engine.config import Settings
+from engine.errors import EngineError
 from engine.geo.areas import area_by_id, area_geojson
 from engine.kafka.connection import probe, producer_kwargs
 from engine.models import (
@@ -78,6 +84,10 @@ class CommandIn(_Body):
     type: IncidentType | None = None
     location: Location | None = None
     address: str | None = Field(default=None, max_length=200)
+
+
+class CancelIn(_Body):
+    reason: str | None = Field(default=None, max_length=500)
 
 
 class UnitPatch(_Body):
@@ -127,6 +137,12 @@ class Api:
         self.limit = RateLimit(settings.api_raise_per_minute)
         self.producer: AIOKafkaProducer | None = None
         self.kafka_ok = False
+        self.quiet = QuietHours.parse(
+            settings.broadcast_quiet_hours,
+            settings.broadcast_timezone,
+            settings.broadcast_quiet_priorities,
+        )
+        self.broadcast_lock = asyncio.Lock()  # one broadcast written at a time
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -230,11 +246,28 @@ class Api:
                     )
         return out
 
+    def positions(self) -> dict[str, tuple[float, float]]:
+        """Live positions of observers (and anything else that reports one)."""
+        out = {}
+        for unit_id, status in self.model.units.items():
+            loc = status.get("location")
+            if isinstance(loc, dict):
+                lat, lon = loc.get("lat"), loc.get("lon")
+                if isinstance(lat, int | float) and isinstance(lon, int | float):
+                    out[unit_id] = (float(lat), float(lon))
+        return out
+
     def known_unit(self, unit_id: str) -> bool:
         return any(
             unit_id in w.registry.key_zones or unit_id in w.registry.units
             for w in self.worlds.values()
         )
+
+
+def _accepted(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = ("broadcast_id", "recipients", "messages", "poc_groups", "sms", "state",
+            "priority", "expires_at", "unlocated", "poc_group_people")  # fmt: skip
+    return {k: summary.get(k) for k in keys}
 
 
 def _token_of(api: Api, request: Request) -> Token | None:
@@ -343,6 +376,14 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         api.metrics.sse_clients.set(len(api.model.subscribers))
+        now = time.time()
+        api.metrics.broadcast_messages_left.set(
+            sum(
+                max(0, p.messages - p.finished)
+                for p in api.model.broadcasts.broadcasts.values()
+                if p.notice is not None and p.state(now) not in TERMINAL
+            )
+        )
         body, content_type = api.metrics.exposition()
         return Response(body, media_type=content_type)
 
@@ -442,6 +483,88 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
             "result": "applied",
             "reason": result["reason"],
             "stage": result.get("stage"),
+        }
+
+    # --- broadcasts (issue 17) ----------------------------------------------------------
+    @app.post("/v1/broadcasts", status_code=202)
+    async def create_broadcast(
+        body: BroadcastIn, token: Operator, response: Response
+    ) -> dict[str, Any]:
+        wait = api.limit.take(token.id)
+        if wait:
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            raise HTTPException(429, f"rate limit: retry in {wait:.0f} s", response.headers)
+        now = datetime.now(UTC)
+        actor = api.actor(token)
+        async with api.broadcast_lock:
+            if body.idempotency_key is not None:  # a retried request: the same broadcast
+                bid = new_broadcast_id(now, actor, body.idempotency_key)
+                known = api.model.broadcasts.get(bid)
+                if known is not None and known.notice is not None:
+                    return _accepted(known.summary(time.time()))
+            registries = [w.registry for w in api.worlds.values()]
+            try:
+                planned = await asyncio.to_thread(
+                    plan_broadcast,
+                    body,
+                    registries,
+                    actor=actor,
+                    role=token.role,
+                    now=now,
+                    quiet=api.quiet,
+                    positions=api.positions(),
+                    min_group=settings.broadcast_min_group,
+                    max_parts=settings.radio_max_sms_parts,
+                )
+            except BroadcastRefused as exc:
+                result = "quiet_hours" if exc.status == 409 else "refused"
+                api.metrics.broadcasts.labels("create", result).inc()
+                raise HTTPException(exc.status, exc.reason) from exc
+            try:
+                await write_broadcast(settings, planned)
+            except EngineError as exc:
+                raise HTTPException(503, f"Kafka did not take the broadcast: {exc}") from exc
+        api.metrics.broadcasts.labels("create", "accepted").inc()
+        return _accepted(planned.summary())
+
+    @app.get("/v1/broadcasts")
+    async def list_broadcasts(_: Viewer) -> dict[str, Any]:
+        return {"broadcasts": api.model.broadcasts.listing(time.time())}
+
+    @app.get("/v1/broadcasts/{broadcast_id}")
+    async def get_broadcast(broadcast_id: str, _: Viewer) -> dict[str, Any]:
+        progress = api.model.broadcasts.get(broadcast_id[:64])
+        if progress is None or progress.notice is None:
+            raise HTTPException(404, f"no broadcast {broadcast_id[:64]!r}")
+        return {**progress.summary(time.time()), "reply_texts": progress.replies[-50:]}
+
+    @app.post("/v1/broadcasts/{broadcast_id}/cancel", status_code=202)
+    async def cancel_broadcast(
+        broadcast_id: str, token: Operator, body: CancelIn | None = None
+    ) -> dict[str, Any]:
+        progress = api.model.broadcasts.get(broadcast_id[:64])
+        if progress is None or progress.notice is None:
+            api.metrics.broadcasts.labels("cancel", "unknown").inc()
+            raise HTTPException(404, f"no broadcast {broadcast_id[:64]!r}")
+        state = progress.state(time.time())
+        if state in TERMINAL:
+            api.metrics.broadcasts.labels("cancel", "refused").inc()
+            raise HTTPException(409, f"broadcast {progress.broadcast_id} is already {state}")
+        cancel = Cancel(
+            broadcast_id=progress.broadcast_id,
+            actor=api.actor(token),
+            role=token.role,
+            reason=(body or CancelIn()).reason,
+        )
+        try:
+            await write_cancel(settings, cancel)
+        except EngineError as exc:
+            raise HTTPException(503, f"Kafka did not take the cancel: {exc}") from exc
+        api.metrics.broadcasts.labels("cancel", "accepted").inc()
+        return {
+            "broadcast_id": progress.broadcast_id,
+            "state": "cancelling",
+            "left": max(0, progress.messages - progress.finished),
         }
 
     # --- units, map, audit ----------------------------------------------------------

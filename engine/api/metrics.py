@@ -35,5 +35,18 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        self.broadcasts = Counter(
+            "engine_api_broadcasts_total",
+            "broadcast requests by action (create, cancel) and outcome (accepted, refused, "
+            "quiet_hours, unknown)",
+            ["action", "result"],
+            registry=self.registry,
+        )
+        self.broadcast_messages_left = Gauge(
+            "engine_api_broadcast_messages_left",
+            "messages of running broadcasts not sent yet (all gateways)",
+            registry=self.registry,
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

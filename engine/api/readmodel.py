@@ -28,13 +28,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from engine.broadcast.progress import BroadcastBook
 from engine.config import Settings
 from engine.errors import KafkaUnavailable
 from engine.kafka.connection import consumer_kwargs, topic_partitions
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("incident-state", "decisions", "callouts", "acks", "unit-status", "audit")
+TOPICS = (
+    "incident-state", "decisions", "callouts", "acks", "unit-status", "audit", "broadcasts",
+)  # fmt: skip
 MAX_INCIDENTS = 20_000
 MAX_PER_INCIDENT = 500
 MAX_AUDIT = 50_000
@@ -149,6 +152,7 @@ class ReadModel:
         self.command_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.records = 0
         self.bad_records = 0
+        self.broadcasts = BroadcastBook()
 
     # --- reading ----------------------------------------------------------------------
     def view(self, incident_id: str) -> IncidentView | None:
@@ -305,6 +309,22 @@ class ReadModel:
             )
         self._publish({"type": "unit", "unit": {"id": unit, **merged}})
 
+    def _on_broadcast(self, doc: dict[str, Any]) -> None:
+        """Broadcasts' notices, cancels, per-message reports and replies (issue 17)."""
+        progress = self.broadcasts.apply(doc)
+        if progress is None:
+            if doc.get("kind") not in ("report", "reply"):  # a report of one dropped is fine
+                raise ValueError("not a broadcast record")
+            return
+        kind = doc.get("kind")
+        # the live board hears of a notice, a cancel, a reply, and every 50th report
+        if (
+            kind != "report"
+            or progress.finished % 50 == 0
+            or progress.finished >= progress.messages
+        ):
+            self._publish({"type": "broadcast", "broadcast": progress.summary(time.time())})
+
     def _on_audit(self, doc: dict[str, Any]) -> None:
         if doc.get("kind") == "command":
             entry = {
@@ -346,6 +366,7 @@ _APPLY: dict[str, Callable[[ReadModel, dict[str, Any]], None]] = {
     "acks": ReadModel._on_ack,
     "unit-status": ReadModel._on_status,
     "audit": ReadModel._on_audit,
+    "broadcasts": ReadModel._on_broadcast,
 }
 
 

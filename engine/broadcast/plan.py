@@ -54,7 +54,7 @@ class PlannedBroadcast:
 
 def plan_broadcast(
     request: BroadcastIn,
-    registries: Mapping[str | None, Registry] | Iterable[Registry],
+    registries: Iterable[Registry],
     *,
     actor: str,
     now: datetime,
@@ -65,7 +65,7 @@ def plan_broadcast(
     max_parts: int = 4,
     broadcast_id: str | None = None,
 ) -> PlannedBroadcast:
-    regs = list(registries.values()) if isinstance(registries, Mapping) else list(registries)
+    regs = list(registries)
     if request.area is not None:
         regs = [r for r in regs if r.area == request.area]
         if not regs:
