@@ -26,9 +26,12 @@ class SlowModem:
         self.started: list[str] = []
         self.busy = 0
         self.most_busy = 0
+        self.fifth = asyncio.Event()
 
     async def page(self, callout: CallOut) -> Paged:
         self.started.append(callout.idempotency_key)
+        if len(self.started) == 5:
+            self.fifth.set()
         self.busy += 1
         self.most_busy = max(self.most_busy, self.busy)
         try:
@@ -77,8 +80,7 @@ async def test_a_callout_goes_right_after_the_broadcast_message_in_flight() -> N
         loop.put(item(f"bc/BC-1/sms:V{n:02d}", broadcast=True, offset=n))
 
     async def fire_in_the_middle() -> None:
-        while len(modem.started) < 5:
-            await asyncio.sleep(0.005)
+        await modem.fifth.wait()
         await asyncio.sleep(0.02)  # the 5th broadcast message is in flight
         loop.put(item("INC-1/0/R9", broadcast=False, offset=100))
 

@@ -251,8 +251,10 @@ def test_quiet_hours_refuse_info_but_not_urgent_and_cap_the_expiry() -> None:
 
 
 def _notice(bid: str, messages: int) -> dict[str, object]:
-    return {"kind": "notice", "broadcast_id": bid, "messages": messages, "recipients": messages,
-            "poc_groups": 0, "sms": messages, "expires_at": "2099-01-01T00:00:00+00:00"}  # fmt: skip
+    return {
+        "kind": "notice", "broadcast_id": bid, "messages": messages, "recipients": messages,
+        "poc_groups": 0, "sms": messages, "expires_at": "2099-01-01T00:00:00+00:00",
+    }  # fmt: skip
 
 
 def _report(bid: str, n: int, status: str, t: float) -> dict[str, object]:
