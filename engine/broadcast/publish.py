@@ -24,7 +24,9 @@ async def write_broadcast(settings: Settings, planned: PlannedBroadcast) -> None
     """The notice on ``broadcasts`` and every message on ``broadcast-messages``, all in
     one Kafka transaction: gateways (read committed) see all of it or none. The
     transactional id is the broadcast's, so a retry of the same broadcast fences an
-    earlier attempt still running."""
+    earlier attempt still running. Messages are dealt round the partitions in turn
+    (keyed by their idempotency key all the same), so the gateways of one consumer group
+    get equal shares whatever the keys hash to."""
     bid = planned.notice.broadcast_id
     txn = f"{settings.topic_prefix}{BROADCAST_TXN_PREFIX}{bid}"
     p = AIOKafkaProducer(**transactional_producer_kwargs(settings, txn))
@@ -40,8 +42,14 @@ async def write_broadcast(settings: Settings, planned: PlannedBroadcast) -> None
                 settings.topic("broadcasts"), planned.notice.to_json_bytes(), key=bid.encode()
             )
             topic = settings.topic("broadcast-messages")
-            for m in planned.messages:
-                await p.send(topic, m.to_json_bytes(), key=m.idempotency_key.encode())
+            parts = sorted(await p.partitions_for(topic))
+            for i, m in enumerate(planned.messages):
+                await p.send(
+                    topic,
+                    m.to_json_bytes(),
+                    key=m.idempotency_key.encode(),
+                    partition=parts[i % len(parts)],
+                )
     except KafkaError as exc:
         raise KafkaUnavailable(f"writing broadcast {bid} failed: {exc!r}") from exc
     finally:

@@ -1,0 +1,241 @@
+"""Broadcasts end to end over the real broker and the simulator on a pty, with a per-SMS
+network delay: a P1 call-out raised in the middle of a 520-message broadcast goes to the
+modem right after the one broadcast message in flight; every message is sent exactly
+once; two gateways on two modems finish the same broadcast in about half the time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.broadcast.model import BroadcastIn, Target
+from engine.broadcast.plan import PlannedBroadcast, plan_broadcast
+from engine.broadcast.progress import BroadcastBook
+from engine.broadcast.publish import read_book, write_broadcast, write_cancel
+from engine.config import Settings
+from engine.kafka.produce import producer
+from engine.kafka.topics import ensure_topics
+from engine.models import CallOut, Channel, Location, Priority
+from engine.radio.directory import StaticDirectory
+from engine.radio.gateway import Gateway
+from engine.radio.gateway_queue import Pending
+from engine.radio.metrics import GatewayMetrics
+from engine.radio.sent_log import SentLog
+from engine.radio.simulator import ModemSimulator, PtyModem
+from engine.radio.transport import ModemLink
+from engine.registry.models import KeyZone, Radio, Role, Volunteer
+from engine.registry.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+WITHIN = 120.0
+KEY = b"integration-test-reply-key"
+SMS_DELAY = (0.01, 0.03)  # seconds per SMS at the "network": scaled down from 1-3 s
+
+
+@pytest.fixture(autouse=True)
+async def _nothing_left_behind() -> AsyncIterator[None]:
+    fds = set(os.listdir("/proc/self/fd"))
+    yield
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert set(os.listdir("/proc/self/fd")) <= fds
+
+
+def town(people: int) -> Registry:
+    """``people`` members of the publicity vanguard, and one key zone leader with a
+    handset (R001) for the fire."""
+    here = Location(lat=22.80, lon=114.08)
+    vols = [
+        Volunteer(id=f"V{n:05d}", name_zh="宣传员", role=Role.VOLUNTEER,
+                  phone=f"139{n:08d}", publicity=True)
+        for n in range(1, people + 1)
+    ]  # fmt: skip
+    vols.append(Volunteer(id="V99999", name_zh="队长", role=Role.VOLUNTEER, phone="13799999999",
+                          group_id="KZ001"))  # fmt: skip
+    radios = [Radio(id="R001", poc_id="860100001", sms_number="14400000001", talk_group="TG-1",
+                    holder="V99999", talk_group_id="860200001")]  # fmt: skip
+    zone = KeyZone(id="KZ001", name_zh="防区", location=here, linked_units=())
+    return Registry.build("town", [zone], vols, radios)
+
+
+def planned(reg: Registry, bid: str) -> PlannedBroadcast:
+    request = BroadcastIn(
+        text="台风“海葵”今晚登陆，请转告邻里关好门窗，非必要不外出。",
+        to=[Target.PUBLICITY], priority="warning",
+    )  # fmt: skip
+    return plan_broadcast(request, [reg], actor="test", now=datetime.now(UTC), broadcast_id=bid)
+
+
+def fire() -> CallOut:
+    return CallOut(
+        idempotency_key="INC-20261201-FIRE22/0/R001", incident_id="INC-20261201-FIRE22",
+        stage=0, radio_id="R001", channel=Channel.SMS, priority=Priority.P1,
+        text="[塘厦义警]P1 火情 #FIRE 林村新围路12号 回1接警 2不能 3到场",
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    settings: Settings, reg: Registry, tmp: Path, name: str, group: str, modem: ModemSimulator
+) -> AsyncIterator[tuple[Gateway, PtyModem]]:
+    async with PtyModem(modem) as host, ModemLink(host.path) as link:
+        gw = Gateway(
+            settings, link, StaticDirectory.from_registry(reg), SentLog(tmp / f"{name}.jsonl"),
+            radio_id=name, group_id=group, metrics=GatewayMetrics(), reply_key=KEY,
+        )  # fmt: skip
+        task = asyncio.create_task(gw.run())
+        try:
+            yield gw, host
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            gw.sent.close()
+
+
+async def assigned(*gateways: Gateway, topic: str) -> None:
+    """Until every gateway owns part of ``topic`` and together they own all of it."""
+    while True:
+        owned = [
+            {tp.partition for tp in gw._consumer.assignment() if tp.topic == topic}
+            if gw._consumer is not None
+            else set()
+            for gw in gateways
+        ]
+        if all(owned) and sum(len(o) for o in owned) == 2:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def finished(settings: Settings, bid: str) -> dict[str, Any]:
+    while True:
+        progress = (await read_book(settings)).get(bid)
+        if progress is not None and progress.summary(time.time())["left"] == 0:
+            return progress.summary(time.time())
+        await asyncio.sleep(0.3)
+
+
+async def test_a_p1_goes_right_after_the_broadcast_message_in_flight(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    reg = town(520)
+    plan = planned(reg, "BC-20261201-P1TEST")
+    assert plan.notice.messages == 520 and plan.notice.sms == 520
+    modem = ModemSimulator(sms_delay=SMS_DELAY, seed=17)
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-a", "radio-gateway", modem) as (gw, _),
+    ):
+        await gw.broadcasts_caught_up.wait()
+        await write_broadcast(kafka_settings, plan)
+        while len(modem.received) < 150:  # the broadcast is well under way
+            await asyncio.sleep(0.05)
+
+        seen_at_put: list[tuple[int, float]] = []
+        put = gw.sender.put
+
+        def watch(item: Pending) -> None:
+            if not item.broadcast:  # the fire's call-out reaches the gateway's queue
+                seen_at_put.append((len(modem.received), asyncio.get_running_loop().time()))
+            put(item)
+
+        gw.sender.put = watch  # type: ignore[method-assign]
+        async with producer(kafka_settings) as p:
+            await p.send_and_wait(
+                kafka_settings.topic("callouts"), fire().to_json_bytes(), key=b"R001"
+            )
+        summary = await finished(kafka_settings, plan.notice.broadcast_id)
+
+    numbers = [r.number for r in modem.received]
+    p1 = numbers.index("14400000001")
+    [(before, put_at)] = seen_at_put
+    # at most one broadcast message (the one in flight) went between the P1 reaching the
+    # gateway and the P1 being written to the modem
+    assert p1 - before <= 1, (p1, before)
+    wait = modem.received[p1].at - put_at
+    assert wait <= SMS_DELAY[1] + 0.25, wait  # one SMS round trip, plus a loaded box
+    # every broadcast message exactly once, the fire once
+    counts = Counter(numbers)
+    assert len(counts) == 521 and set(counts.values()) == {1}
+    assert summary["sent"] == 520 and summary["state"] == "done"
+    sent_metric = gw.metrics.registry.get_sample_value(
+        "engine_radio_broadcast_messages_total", {"result": "sent", "channel": "sms"}
+    )
+    assert sent_metric == 520
+    print(f"\nP1 written {wait * 1000:.0f} ms after it reached the gateway; "
+          f"{p1 - before} broadcast message(s) in flight before it")  # fmt: skip
+
+
+async def test_cancel_drops_the_unsent_messages(kafka_settings: Settings, tmp_path: Path) -> None:
+    from engine.broadcast.model import Cancel
+
+    reg = town(120)
+    plan = planned(reg, "BC-20261201-CANCEL")
+    modem = ModemSimulator(sms_delay=(0.02, 0.02))
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-c", "radio-gateway", modem) as (gw, _),
+    ):
+        await gw.broadcasts_caught_up.wait()
+        await write_broadcast(kafka_settings, plan)
+        while len(modem.received) < 20:
+            await asyncio.sleep(0.02)
+        await write_cancel(kafka_settings, Cancel(broadcast_id=plan.notice.broadcast_id,
+                                                  actor="test"))  # fmt: skip
+        summary = await finished(kafka_settings, plan.notice.broadcast_id)
+    assert summary["state"] == "cancelled"
+    assert summary["sent"] + summary["cancelled"] == 120
+    assert 20 <= summary["sent"] < 60  # the few in flight or read while the cancel travelled
+    assert len(modem.received) == summary["sent"]
+
+
+async def test_two_gateways_on_two_modems_take_about_half_the_time(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    reg = town(200)
+    delay = (0.03, 0.03)
+    durations = []
+    for gateways in (1, 2):
+        settings = kafka_settings.model_copy(update={"topic_prefix": f"t-{uuid.uuid4().hex[:10]}-"})
+        assert (await ensure_topics(settings)).ok
+        plan = planned(reg, f"BC-20261201-GW{gateways}")
+        modems = [ModemSimulator(sms_delay=delay) for _ in range(gateways)]
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(asyncio.timeout(WITHIN))
+            gws = [
+                (await stack.enter_async_context(
+                    gateway(settings, reg, tmp_path, f"gw{gateways}-{i}", "bc", modems[i])
+                ))[0]
+                for i in range(gateways)
+            ]  # fmt: skip
+            if gateways == 2:
+                await assigned(*gws, topic=settings.topic("broadcast-messages"))
+            for gw in gws:
+                await gw.broadcasts_caught_up.wait()
+            await write_broadcast(settings, plan)
+            summary = await finished(settings, plan.notice.broadcast_id)
+        received = [r for m in modems for r in m.received]
+        assert len(received) == 200 and len({r.number for r in received}) == 200
+        assert summary["sent"] == 200
+        if gateways == 2:
+            assert all(len(m.received) == 100 for m in modems)  # dealt round the partitions
+        durations.append(max(r.at for r in received) - min(r.at for r in received))
+    one, two = durations
+    print(f"\n200 messages at {delay[0] * 1000:.0f} ms each: 1 gateway {one:.2f} s, "
+          f"2 gateways {two:.2f} s ({two / one:.2f}x)")  # fmt: skip
+    assert two <= 0.6 * one
+
+
+def test_book_is_importable() -> None:
+    assert BroadcastBook().listing(0.0) == []
