@@ -490,7 +490,7 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     async def create_broadcast(
         body: BroadcastIn, token: Operator, response: Response
     ) -> dict[str, Any]:
-        wait = api.limit.take(token.id)
+        wait = api.limit.take(f"broadcast:{token.id}")  # a bucket of its own
         if wait:
             response.headers["Retry-After"] = str(int(wait) + 1)
             raise HTTPException(429, f"rate limit: retry in {wait:.0f} s", response.headers)

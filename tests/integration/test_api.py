@@ -12,8 +12,10 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -44,7 +46,13 @@ def stack(
     )
     assert asyncio.run(ensure_topics(settings)).ok
     worker = WorkerProcess(settings, tmp / "worker.log", plan=write_plan(tmp, 600))
-    api = ApiProcess(settings, tmp / "api.log", ENGINE_API_RAISE_PER_MINUTE="20")
+    # quiet hours around now (Tangxia time), so an `info` broadcast is refused with 409
+    here = datetime.now(ZoneInfo("Asia/Shanghai"))
+    quiet = f"{here - timedelta(hours=1):%H:%M}-{here + timedelta(hours=1):%H:%M}"
+    api = ApiProcess(
+        settings, tmp / "api.log", ENGINE_API_RAISE_PER_MINUTE="20",
+        ENGINE_BROADCAST_QUIET_HOURS=quiet,
+    )  # fmt: skip
     worker.start()
     try:
         api.start()
@@ -330,3 +338,54 @@ def test_cli_incident_commands_use_the_same_path(stack: tuple[Settings, ApiProce
     assert again.returncode == 1 and "refused: incident is already closed" in again.stdout
     view = api.wait_for(f"/v1/incidents/{incident_id}", lambda b: b["state"] == "closed")
     assert view["timeline"][-1]["who"] == "officer-wang"
+
+
+def test_broadcasts_accepted_followed_and_cancelled(stack: tuple[Settings, ApiProcess]) -> None:
+    """No gateway runs here: the broadcast stays queued until it is cancelled."""
+    _, api = stack
+    body = {
+        "text": "台风“海葵”今晚登陆，请转告邻里关好门窗。",
+        "text_en": "Typhoon tonight: close windows.",
+        "to": ["watch_groups", "key_zones"],
+        "near": SCENE,
+        "radius_m": 1500,
+        "priority": "warning",
+        "expires_in_s": 3600,
+        "idempotency_key": f"typhoon-{uuid.uuid4().hex[:6]}",
+    }
+    with api.client("viewer") as c:
+        assert c.post("/v1/broadcasts", json=body).status_code == 403
+    with api.client("operator") as c:
+        r = c.post("/v1/broadcasts", json=body)
+        assert r.status_code == 202, r.text
+        made = r.json()
+        bid = made["broadcast_id"]
+        assert made["recipients"] > 0 and made["sms"] + made["poc_groups"] >= 1
+        assert made["state"] == "queued"
+        assert set(made) >= {"broadcast_id", "recipients", "poc_groups", "sms", "state"}
+        progress = api.wait_for(f"/v1/broadcasts/{bid}", lambda b: b["state"] == "queued")
+        assert progress["messages"] == made["messages"] and progress["sent"] == 0
+        assert progress["eta_s"] > 0
+        # the same idempotency key: the same broadcast, not a second one
+        again = c.post("/v1/broadcasts", json=body)
+        assert again.status_code == 202 and again.json()["broadcast_id"] == bid
+        listed = c.get("/v1/broadcasts").json()["broadcasts"]
+        assert [b["broadcast_id"] for b in listed].count(bid) == 1
+
+        assert c.post("/v1/broadcasts", json={**body, "to": ["everyone"]}).status_code == 422
+        assert c.post("/v1/broadcasts", json={**body, "sender": "x"}).status_code == 422
+        assert c.post("/v1/broadcasts", json={**body, "radius_m": None}).status_code == 422
+        quiet = c.post("/v1/broadcasts", json={**body, "priority": "info",
+                                               "idempotency_key": None})  # fmt: skip
+        assert quiet.status_code == 409 and "quiet hours" in quiet.json()["detail"]
+
+        r = c.post(f"/v1/broadcasts/{bid}/cancel", json={"reason": "wrong text"})
+        assert r.status_code == 202 and r.json()["state"] == "cancelling"
+        assert c.post("/v1/broadcasts/BC-NONE/cancel").status_code == 404
+    cancelled = api.wait_for(f"/v1/broadcasts/{bid}", lambda b: b["cancel"] is not None)
+    assert cancelled["cancel"]["actor"] == "test-operator"
+    with api.client(None) as c:
+        metrics = c.get("/metrics").text
+    assert 'engine_api_broadcasts_total{action="create",result="accepted"} 1.0' in metrics
+    assert 'engine_api_broadcasts_total{action="create",result="quiet_hours"} 1.0' in metrics
+    assert 'engine_api_broadcasts_total{action="cancel",result="accepted"} 1.0' in metrics

@@ -135,12 +135,12 @@ async def test_a_p1_goes_right_after_the_broadcast_message_in_flight(
     modem = ModemSimulator(sms_delay=SMS_DELAY, seed=17)
     async with (
         asyncio.timeout(WITHIN),
-        gateway(kafka_settings, reg, tmp_path, "gw-a", "radio-gateway", modem) as (gw, _),
+        gateway(kafka_settings, reg, tmp_path, "gw-a", "radio-gateway", modem) as (gw, host),
     ):
         await gw.broadcasts_caught_up.wait()
         await write_broadcast(kafka_settings, plan)
-        while len(modem.received) < 150:  # the broadcast is well under way
-            await asyncio.sleep(0.05)
+        # the broadcast is well under way
+        await host.wait_for(lambda: len(modem.received) >= 150, within=WITHIN)
 
         seen_at_put: list[tuple[int, float]] = []
         put = gw.sender.put
@@ -185,12 +185,11 @@ async def test_cancel_drops_the_unsent_messages(kafka_settings: Settings, tmp_pa
     modem = ModemSimulator(sms_delay=(0.02, 0.02))
     async with (
         asyncio.timeout(WITHIN),
-        gateway(kafka_settings, reg, tmp_path, "gw-c", "radio-gateway", modem) as (gw, _),
+        gateway(kafka_settings, reg, tmp_path, "gw-c", "radio-gateway", modem) as (gw, host),
     ):
         await gw.broadcasts_caught_up.wait()
         await write_broadcast(kafka_settings, plan)
-        while len(modem.received) < 20:
-            await asyncio.sleep(0.02)
+        await host.wait_for(lambda: len(modem.received) >= 20, within=WITHIN)
         await write_cancel(kafka_settings, Cancel(broadcast_id=plan.notice.broadcast_id,
                                                   actor="test"))  # fmt: skip
         summary = await finished(kafka_settings, plan.notice.broadcast_id)

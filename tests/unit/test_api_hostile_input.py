@@ -30,8 +30,24 @@ json_values = st.recursive(
     max_leaves=20,
 )
 FIELDS = ["type", "priority", "location", "address", "description", "area", "reason",
-          "zone_id", "available", "lat", "lon"]  # fmt: skip
+          "zone_id", "available", "lat", "lon",
+          # broadcasts (issue 17)
+          "text", "text_en", "to", "near", "radius_m", "expires_in_s",
+          "idempotency_key"]  # fmt: skip
 plausible = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6)
+TARGETS = ["publicity", "watch_groups", "observers", "key_zones", "units", "everyone", ""]
+broadcasts = st.fixed_dictionaries(
+    {"text": st.text(max_size=250), "to": st.lists(st.sampled_from(TARGETS), max_size=6)},
+    optional={
+        "text_en": st.none() | st.text(max_size=320),
+        "priority": st.sampled_from(["info", "warning", "urgent", "P1", ""]),
+        "near": st.none() | st.fixed_dictionaries({"lat": st.floats(), "lon": st.floats()}),
+        "radius_m": st.none() | st.floats(),
+        "expires_in_s": st.none() | st.integers(),
+        "area": st.none() | st.sampled_from(["tangxia", "nowhere", ""]),
+        "idempotency_key": st.none() | st.text(max_size=120),
+    },
+)
 ENDPOINTS = [
     ("POST", "/v1/incidents"),
     ("POST", "/v1/incidents/INC-X/escalate"),
@@ -44,6 +60,11 @@ ENDPOINTS = [
     ("GET", "/v1/incidents/INC-X"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/units"),
+    ("POST", "/v1/broadcasts"),
+    ("GET", "/v1/broadcasts"),
+    ("GET", "/v1/broadcasts/BC-X"),
+    ("POST", "/v1/broadcasts/BC-X/cancel"),
+    ("POST", "/v1/broadcasts/%00%ff/cancel"),
 ]
 REFUSALS = {400, 401, 403, 404, 405, 409, 413, 422, 429, 503}
 
@@ -69,7 +90,7 @@ def _call(app: Any, method: str, path: str, **kw: Any) -> httpx.Response:
 
 
 def _refused_with_reason(r: httpx.Response) -> None:
-    assert r.status_code in REFUSALS | {200, 201}, (r.status_code, r.text)
+    assert r.status_code in REFUSALS | {200, 201, 202}, (r.status_code, r.text)
     if r.status_code >= 400:
         assert r.json()["detail"], r.text
 
@@ -86,6 +107,34 @@ def test_generated_json_bodies(
         kw["content"] = json.dumps(body).encode()
         kw["headers"]["Content-Type"] = "application/json"
     _refused_with_reason(_call(app, method, path, **kw))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=broadcasts)
+def test_generated_broadcasts(app_and_tokens: tuple[Any, dict[str, str]], body: Any) -> None:
+    """Nearly valid broadcasts: refused with a reason (422, 409 in quiet hours), or 503
+    (no Kafka here); never a 5xx of our own, never 202 without Kafka."""
+    app, tokens = app_and_tokens
+    headers = {"Authorization": f"Bearer {tokens['admin']}", "Content-Type": "application/json"}
+    r = _call(app, "POST", "/v1/broadcasts", content=json.dumps(body).encode(), headers=headers)
+    _refused_with_reason(r)
+    assert r.status_code != 202
+
+
+def test_a_valid_broadcast_without_kafka_is_503_and_a_viewer_may_not_send(
+    app_and_tokens: tuple[Any, dict[str, str]],
+) -> None:
+    app, tokens = app_and_tokens
+    body = {"text": "台风预警：今晚请关好门窗", "to": ["watch_groups"], "priority": "urgent"}
+    r = _call(app, "POST", "/v1/broadcasts", json=body,
+              headers={"Authorization": f"Bearer {tokens['admin']}"})  # fmt: skip
+    assert r.status_code == 503 and "Kafka" in r.json()["detail"]
+    r = _call(app, "POST", "/v1/broadcasts", json=body,
+              headers={"Authorization": f"Bearer {tokens['viewer']}"})  # fmt: skip
+    assert r.status_code == 403
+    r = _call(app, "GET", "/v1/broadcasts/BC-NONE",
+              headers={"Authorization": f"Bearer {tokens['viewer']}"})  # fmt: skip
+    assert r.status_code == 404
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
