@@ -82,6 +82,10 @@ def touched_gateway() -> GatewayMetrics:
     g.link_up.set(1)
     g.poc_network_up.set(1)
     g.queue_depth.set(0)
+    g.broadcast_messages.labels("sent", "sms").inc()
+    g.broadcast_queue_depth.set(3)
+    g.broadcast_replies.inc()
+    g.callout_behind_broadcast.observe(1.2)
     return g
 
 
@@ -91,6 +95,8 @@ def touched_api() -> ApiMetrics:
     a.sse_clients.set(1)
     a.raised.inc()
     a.commands.labels("escalate", "applied").inc()
+    a.broadcasts.labels("create", "accepted").inc()
+    a.broadcast_messages_left.set(2570)
     return a
 
 
