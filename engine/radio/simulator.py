@@ -109,6 +109,8 @@ class ModemSimulator:
         self.handsets: dict[str, HandsetScript] = dict(handsets or {})
         self.response_delay = response_delay
         self.sms_delay = sms_delay
+        self.network_seconds = 0.0
+        """the sum of the network delays drawn so far (benchmarks scale it)"""
         self._rng = random.Random(seed)
         self.boot_time = boot_time
         self.received: list[ReceivedSms] = []
@@ -365,6 +367,7 @@ class ModemSimulator:
         self.received.append(ReceivedSms(number, text, reference, now))
         low, high = self.sms_delay
         network = self._rng.uniform(low, high) if high > 0 else 0.0
+        self.network_seconds += network
         if network > 0:
             self._after(now + network, lambda t: self._respond(t, (f"+CMGS: {reference}",)))
         else:
