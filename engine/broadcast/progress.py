@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.broadcast.model import REPORT_STATUSES
+
 MAX_BROADCASTS = 500
-"""Broadcasts kept (the oldest go first): each keeps a key set per outcome."""
+"""Broadcasts kept (the oldest go first). A running one keeps a key set per outcome (its
+messages' idempotency keys, at most its message count each); a finished one only counts."""
 MAX_REPLIES = 200
 """Replies kept per broadcast (all are counted)."""
 NOMINAL_S_PER_MESSAGE = 2.0
@@ -38,6 +41,28 @@ class BroadcastProgress:
     last_at: float | None = None
     replies: list[dict[str, Any]] = field(default_factory=list)
     reply_count: int = 0
+    frozen: dict[str, int] | None = None
+    """once every message is finished: the counts, and the key sets are let go (memory)"""
+
+    def count(self, status: str) -> int:
+        if self.frozen is not None:
+            return self.frozen.get(status, 0)
+        return len(self._keys(status))
+
+    def _keys(self, status: str) -> set[str]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "expired": self.expired,
+        }[status]
+
+    def freeze(self) -> None:
+        self.frozen = {s: len(self._keys(s)) for s in REPORT_STATUSES}
+        self.frozen["finished"] = len(self.sent | self.failed | self.cancelled | self.expired)
+        for s in REPORT_STATUSES:
+            self._keys(s).clear()
 
     @property
     def messages(self) -> int:
@@ -46,6 +71,8 @@ class BroadcastProgress:
     @property
     def finished(self) -> int:
         """Messages with a final outcome: sent, failed (never sent), dropped."""
+        if self.frozen is not None:
+            return self.frozen["finished"]
         return len(self.sent | self.failed | self.cancelled | self.expired)
 
     def state(self, now: float) -> str:
@@ -53,9 +80,9 @@ class BroadcastProgress:
             return "unknown"
         left = self.messages - self.finished
         if left <= 0:
-            if self.cancel is not None and self.cancelled:
+            if self.cancel is not None and self.count("cancelled"):
                 return "cancelled"
-            return "expired" if self.expired else "done"
+            return "expired" if self.count("expired") else "done"
         if self.cancel is not None:
             return "cancelling"
         expires = _ts(self.notice.get("expires_at"))
@@ -90,11 +117,11 @@ class BroadcastProgress:
             "messages": self.messages,
             "poc_groups": int(n.get("poc_groups") or 0),
             "sms": int(n.get("sms") or 0),
-            "sent": len(self.sent),
-            "delivered": len(self.delivered),
-            "failed": len(self.failed),
-            "cancelled": len(self.cancelled),
-            "expired": len(self.expired),
+            "sent": self.count("sent"),
+            "delivered": self.count("delivered"),
+            "failed": self.count("failed"),
+            "cancelled": self.count("cancelled"),
+            "expired": self.count("expired"),
             "left": max(0, self.messages - self.finished),
             "replies": self.reply_count,
             "eta_s": round(self.eta_s(now), 1),
@@ -178,17 +205,16 @@ class BroadcastBook:
         if not isinstance(key, str) or len(key) > 200:
             self.bad_records += 1
             return None
-        target = {
-            "sent": p.sent,
-            "delivered": p.delivered,
-            "failed": p.failed,
-            "cancelled": p.cancelled,
-            "expired": p.expired,
-        }.get(str(status))
-        if target is None:
+        if status not in REPORT_STATUSES:
             self.bad_records += 1
             return None
-        if len(target) >= max(p.messages, 1) * 2 and key not in target:
+        if p.frozen is not None:
+            # finished: only the network's later word counts (no key sets kept any more)
+            if status in ("delivered", "failed"):
+                p.frozen[str(status)] += 1
+            return p
+        target = p._keys(str(status))
+        if len(target) >= max(p.messages, 1) and key not in target:
             return p  # more keys than the notice announced: bounded, ignored
         target.add(key)
         if status in ("sent", "failed", "cancelled", "expired"):
@@ -196,6 +222,8 @@ class BroadcastBook:
             if at is not None:
                 p.first_at = at if p.first_at is None else min(p.first_at, at)
                 p.last_at = at if p.last_at is None else max(p.last_at, at)
+        if p.notice is not None and p.finished >= p.messages:
+            p.freeze()
         return p
 
     def listing(self, now: float) -> list[dict[str, Any]]:

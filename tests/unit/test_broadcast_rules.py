@@ -278,6 +278,12 @@ def test_progress_counts_each_message_once_and_estimates_the_time_left() -> None
     assert s["eta_s"] == pytest.approx(10.0)  # 0.5 messages a second, 5 left
     book.apply({"kind": "reply", "broadcast_id": "BC-1", "radio_id": "sms:V1", "text": "收到"})
     assert p.summary(1008.0)["replies"] == 1
+    for n in range(5, 10):
+        book.apply(_report("BC-1", n, "sent", 1010.0 + n))
+    assert p.state(1030.0) == "done" and p.frozen is not None
+    assert not p.sent  # finished: counts only, the keys are let go
+    book.apply(_report("BC-1", 7, "delivered", 1031.0))  # the network's late word counts
+    assert (p.summary(1031.0)["sent"], p.summary(1031.0)["delivered"]) == (10, 2)
 
 
 def test_cancel_drops_the_rest_and_ends_cancelled() -> None:
