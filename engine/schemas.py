@@ -6,18 +6,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.models import TOPIC_MODELS
+from engine.models import TOPIC_MODELS, Record
 from engine.rules.plan import plan_json_schema
 
 
 def rendered_schemas() -> dict[str, str]:
     """File name -> schema text (stable: sorted keys, trailing newline)."""
     out = {}
-    for topic, model in TOPIC_MODELS.items():
+    from engine.broadcast.model import Cancel, Message, Notice
+
+    broadcast: dict[str, type[Record]] = {
+        "broadcast-messages": Message,
+        "broadcasts.notice": Notice,  # `broadcasts` also holds cancels, reports, replies
+        "broadcasts.cancel": Cancel,
+    }
+    for name, model in {**TOPIC_MODELS, **broadcast}.items():
+        topic = name.split(".")[0]
         schema = model.model_json_schema(mode="validation")
-        schema["$id"] = f"https://tangxia-engine.invalid/schemas/{topic}.schema.json"
+        schema["$id"] = f"https://tangxia-engine.invalid/schemas/{name}.schema.json"
         schema["x-kafka-topic"] = topic
-        out[f"{topic}.schema.json"] = (
+        out[f"{name}.schema.json"] = (
             json.dumps(schema, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
         )
     plan = plan_json_schema()
