@@ -332,10 +332,16 @@ class Gateway:
         self.metrics.broadcast_messages.labels(reason, c.channel.value).inc()
         if reason != "duplicate":
             await self._broadcast_report(c, reason, ())
+        elif c.idempotency_key not in self._acked:
+            # sent, but the gateway stopped before its report was known to be published
+            entry = self.sent.entries[c.idempotency_key]
+            await self._broadcast_report(c, "sent", (), entry.at)
         await self._finish_key(c.idempotency_key)
 
     def _revoked(self, topic: str, partitions: set[int]) -> None:
         broadcast = topic == self._bc_topic
+        if broadcast:
+            self._bc_paused = False  # partitions come back unpaused
         for item in self.sender.drop_partitions(partitions, broadcast=broadcast):
             self._waiting.pop(item.callout.idempotency_key, None)
         (self.bc_offsets if broadcast else self.offsets).forget(partitions)

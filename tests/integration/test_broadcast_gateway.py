@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -20,7 +23,6 @@ import pytest
 
 from engine.broadcast.model import BroadcastIn, Target
 from engine.broadcast.plan import PlannedBroadcast, plan_broadcast
-from engine.broadcast.progress import BroadcastBook
 from engine.broadcast.publish import read_book, write_broadcast, write_cancel
 from engine.config import Settings
 from engine.kafka.produce import producer
@@ -236,5 +238,63 @@ async def test_two_gateways_on_two_modems_take_about_half_the_time(
     assert two <= 0.6 * one
 
 
-def test_book_is_importable() -> None:
-    assert BroadcastBook().listing(0.0) == []
+async def test_a_gateway_killed_mid_broadcast_is_replaced_without_a_double_text(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The second gateway has a sent log of its own (another disk): it learns what the
+    first sent from the `sent` reports on `broadcasts`, and texts only the rest."""
+    reg = town(120)
+    plan = planned(reg, "BC-20261201-RESTRT")
+    first = ModemSimulator(sms_delay=(0.01, 0.01))
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-1", "radio-gateway", first) as (gw, host),
+    ):
+        await gw.broadcasts_caught_up.wait()
+        await write_broadcast(kafka_settings, plan)
+        await host.wait_for(lambda: len(first.received) >= 50, within=WITHIN)
+    second = ModemSimulator(sms_delay=(0.01, 0.01))
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-2", "radio-gateway", second) as (gw, _),
+    ):
+        summary = await finished(kafka_settings, plan.notice.broadcast_id)
+    numbers = Counter(r.number for r in (*first.received, *second.received))
+    assert len(numbers) == 120 and set(numbers.values()) == {1}, numbers.most_common(3)
+    assert summary["sent"] == 120 and summary["state"] == "done"
+    assert len(first.received) >= 50 and len(second.received) == 120 - len(first.received)
+
+
+def test_the_cli_sends_follows_and_cancels(kafka_settings: Settings) -> None:
+    """`engine broadcast` (the default `send`), `status`, `cancel`, `list` on the shipped
+    registry, no gateway running: the broadcast stays queued until it is cancelled."""
+    env = {
+        **os.environ,
+        "ENGINE_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "ENGINE_TOPIC_PREFIX": kafka_settings.topic_prefix,
+        "ENGINE_BROADCAST_QUIET_HOURS": "",
+    }
+
+    def engine(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "engine.cli", "broadcast", *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    sent = engine("--to", "key_zones", "--near", "22.8031,114.0842", "--radius", "800",
+                  "--text", "林村新围路封闭，请绕行", "--priority", "info")  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    made = json.loads(sent.stdout)
+    bid = made["broadcast_id"]
+    assert made["recipients"] > 0 and made["messages"] == made["sms"] + made["poc_groups"]
+    status = engine("status", bid)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "queued"
+    cancel = engine("cancel", bid, "--reason", "road open again")
+    assert cancel.returncode == 0 and "cancelling" in cancel.stdout
+    listed = [json.loads(line) for line in engine("list").stdout.splitlines()]
+    assert [b["broadcast_id"] for b in listed] == [bid] and listed[0]["cancel"] is not None
+    assert engine("status", "BC-NONE").returncode == 3
+    assert engine("--to", "everyone", "--text", "x").returncode == 2
+    nobody = engine("--to", "publicity", "--near", "22.8,114.08", "--radius", "50", "--text", "x")
+    assert nobody.returncode == 1 and "nobody to reach" in nobody.stderr
