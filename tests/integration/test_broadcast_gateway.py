@@ -242,7 +242,8 @@ async def test_a_gateway_killed_mid_broadcast_is_replaced_without_a_double_text(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     """The second gateway has a sent log of its own (another disk): it learns what the
-    first sent from the `sent` reports on `broadcasts`, and texts only the rest."""
+    first sent from the `sent` reports on `broadcasts`, and texts only the rest (and the
+    message in flight when the first died, if its text had reached the modem)."""
     reg = town(120)
     plan = planned(reg, "BC-20261201-RESTRT")
     first = ModemSimulator(sms_delay=(0.01, 0.01))
@@ -260,9 +261,17 @@ async def test_a_gateway_killed_mid_broadcast_is_replaced_without_a_double_text(
     ):
         summary = await finished(kafka_settings, plan.notice.broadcast_id)
     numbers = Counter(r.number for r in (*first.received, *second.received))
-    assert len(numbers) == 120 and set(numbers.values()) == {1}, numbers.most_common(3)
-    assert summary["sent"] == 120 and summary["state"] == "done"
-    assert len(first.received) >= 50 and len(second.received) == 120 - len(first.received)
+    assert len(numbers) == 120 and summary["sent"] == 120 and summary["state"] == "done"
+    # Exactly once, but for the one message whose text the first modem had taken when the
+    # gateway died before its +CMGS came back: nobody can know whether it left, so it is
+    # sent again rather than risk a missed one (as for call-outs, see sent_log.py).
+    twice = [n for n, c in numbers.items() if c > 1]
+    assert len(twice) <= 1 and set(numbers.values()) <= {1, 2}
+    if twice:
+        assert twice == [first.received[-1].number]
+    assert len(first.received) >= 50 and len(second.received) == 120 - len(first.received) + len(
+        twice
+    )
 
 
 def test_the_cli_sends_follows_and_cancels(kafka_settings: Settings) -> None:
