@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,6 +144,9 @@ class Api:
             settings.broadcast_quiet_priorities,
         )
         self.broadcast_lock = asyncio.Lock()  # one broadcast written at a time
+        self.written: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """broadcasts this process wrote (the read model may not have them yet): a retry
+        with the same idempotency key is answered from here"""
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -502,6 +506,8 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
                 known = api.model.broadcasts.get(bid)
                 if known is not None and known.notice is not None:
                     return _accepted(known.summary(time.time()))
+                if bid in api.written:
+                    return _accepted(api.written[bid])
             registries = [w.registry for w in api.worlds.values()]
             try:
                 planned = await asyncio.to_thread(
@@ -524,6 +530,9 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
                 await write_broadcast(settings, planned)
             except EngineError as exc:
                 raise HTTPException(503, f"Kafka did not take the broadcast: {exc}") from exc
+            api.written[planned.notice.broadcast_id] = planned.summary()
+            while len(api.written) > 1000:
+                api.written.popitem(last=False)
         api.metrics.broadcasts.labels("create", "accepted").inc()
         return _accepted(planned.summary())
 
