@@ -48,6 +48,7 @@ from engine.radio.gateway_history import read_history
 from engine.radio.gateway_queue import OffsetTracker, Pending
 from engine.radio.metrics import GatewayMetrics
 from engine.radio.pager import Paged, Pager, PageRefused
+from engine.radio.replies import Rejected, parse_reply
 from engine.radio.reply_check import AcceptedReply, RejectedReply, ReplyBook, ReplyRejection
 from engine.radio.reply_codes import load_reply_key, reply_code, with_code
 from engine.radio.send_loop import SendLoop
@@ -525,7 +526,7 @@ class Gateway:
         result = self.book.check(sender, text, self.directory, self.clock())
         if not isinstance(result, AcceptedReply):
             broadcast = self._bc_to.get(normalise_number(sender))
-            if broadcast is not None and result.reason in _NOT_AN_INCIDENT_REPLY:
+            if broadcast is not None and _broadcast_reply(result, text):
                 await self._broadcast_reply(broadcast, text, sent_at, reply_id)
                 return
             await self._reject(result, "")
@@ -866,6 +867,15 @@ _NOT_AN_INCIDENT_REPLY = frozenset(
 )
 """Rejections that mean "not an answer to a call-out" (not a forged or stale code): from
 someone a broadcast just reached, such a text ("收到") is a reply to the broadcast."""
+
+
+def _broadcast_reply(result: RejectedReply, text: str) -> bool:
+    """Not an answer to a call-out ("收到"): no action digit and code, and not refused for
+    something a forger does (a wrong, expired or someone else's code: those stay on
+    ``audit`` as refused replies)."""
+    if result.reason not in _NOT_AN_INCIDENT_REPLY:
+        return False
+    return result.reason is not ReplyRejection.NOT_CALLED or isinstance(parse_reply(text), Rejected)
 
 
 def _broadcast_id(callout: CallOut) -> str | None:

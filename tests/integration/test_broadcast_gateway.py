@@ -238,6 +238,47 @@ async def test_two_gateways_on_two_modems_take_about_half_the_time(
     assert two <= 0.6 * one
 
 
+async def test_a_reply_to_a_broadcast_is_recorded_not_acked(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    reg = town(5)
+    plan = planned(reg, "BC-20261201-REPLYS")
+    modem = ModemSimulator()
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-r", "radio-gateway", modem) as (gw, host),
+    ):
+        await gw.broadcasts_caught_up.wait()
+        await write_broadcast(kafka_settings, plan)
+        await finished(kafka_settings, plan.notice.broadcast_id)
+        host.inject_sms("13900000003", "收到")  # a recipient
+        host.inject_sms("13900000003", "1 ABCD")  # not a broadcast reply: a bad code
+        host.inject_sms("13812345678", "收到")  # a stranger
+        while True:
+            progress = (await read_book(kafka_settings)).get(plan.notice.broadcast_id)
+            if progress is not None and progress.reply_count:
+                break
+            await asyncio.sleep(0.2)
+        await host.wait_for(
+            lambda: (
+                gw.metrics.registry.get_sample_value(
+                    "engine_radio_replies_rejected_total", {"reason": "unknown_number"}
+                )
+                == 1
+            ),
+            within=WITHIN,
+        )
+    assert progress.replies == [
+        {"radio_id": "sms:V00003", "text": "收到", "at": progress.replies[0]["at"],
+         "gateway": "gw-r"}
+    ]  # fmt: skip
+    assert gw.metrics.registry.get_sample_value("engine_radio_broadcast_replies_total") == 1
+    assert (
+        gw.metrics.registry.get_sample_value("engine_radio_replies_total", {"kind": "accept"})
+        is None
+    )
+
+
 async def test_a_gateway_killed_mid_broadcast_is_replaced_without_a_double_text(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
