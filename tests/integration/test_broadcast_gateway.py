@@ -26,6 +26,7 @@ from engine.broadcast.plan import PlannedBroadcast, plan_broadcast
 from engine.broadcast.publish import read_book, write_broadcast, write_cancel
 from engine.config import Settings
 from engine.kafka.produce import producer
+from engine.kafka.tail import tail
 from engine.kafka.topics import ensure_topics
 from engine.models import CallOut, Channel, Location, Priority
 from engine.radio.directory import StaticDirectory
@@ -190,6 +191,9 @@ async def test_cancel_drops_the_unsent_messages(kafka_settings: Settings, tmp_pa
         gateway(kafka_settings, reg, tmp_path, "gw-c", "radio-gateway", modem) as (gw, host),
     ):
         await gw.broadcasts_caught_up.wait()
+        async with producer(kafka_settings) as p:  # hostile: dead-lettered, never sent
+            for junk in (b"\xff\xfe", b'{"broadcast_id": "BC-X", "channel": "poc_single"}'):
+                await p.send_and_wait(kafka_settings.topic("broadcast-messages"), junk, key=b"j")
         await write_broadcast(kafka_settings, plan)
         await host.wait_for(lambda: len(modem.received) >= 20, within=WITHIN)
         await write_cancel(kafka_settings, Cancel(broadcast_id=plan.notice.broadcast_id,
@@ -197,6 +201,14 @@ async def test_cancel_drops_the_unsent_messages(kafka_settings: Settings, tmp_pa
         summary = await finished(kafka_settings, plan.notice.broadcast_id)
     assert summary["state"] == "cancelled"
     assert summary["sent"] + summary["cancelled"] == 120
+    letters = [
+        r["value"]
+        async for r in tail(kafka_settings, kafka_settings.topic("deadletter"),
+                            from_beginning=True, max_records=2, idle_timeout_s=10)
+    ]  # fmt: skip
+    assert [(d["topic"], d["reason"]) for d in letters] == [
+        (kafka_settings.topic("broadcast-messages"), "invalid")
+    ] * 2
     assert 20 <= summary["sent"] < 60  # the few in flight or read while the cancel travelled
     assert len(modem.received) == summary["sent"]
 
