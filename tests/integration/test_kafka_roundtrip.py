@@ -80,8 +80,9 @@ def test_topics_ensure_is_idempotent_and_reports_drift(kafka_settings: Settings)
     again = asyncio.run(ensure_topics(kafka_settings))
     assert again.created == []
     assert again.mismatched == {}
-    # the 7 of DESIGN.md §4 + area-events, area-state, audit, commands
-    assert len(again.unchanged) == 11
+    # the 7 of DESIGN.md §4 + area-events, area-state, audit, commands, broadcasts,
+    # broadcast-messages
+    assert len(again.unchanged) == 13
 
     assert asyncio.run(partitions_of(kafka_settings, kafka_settings.topic("incidents"))) == {0, 1}
     drifted = kafka_settings.model_copy(update={"partitions": 4, "retention_days": 60})
