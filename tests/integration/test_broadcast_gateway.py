@@ -1,7 +1,9 @@
 """Broadcasts end to end over the real broker and the simulator on a pty, with a per-SMS
-network delay: a P1 call-out raised in the middle of a 520-message broadcast goes to the
-modem right after the one broadcast message in flight; every message is sent exactly
-once; two gateways on two modems finish the same broadcast in about half the time."""
+network delay: a P1 fire raised (the real worker) in the middle of a 625-message
+broadcast has its first call-out written to the modem right after the one broadcast
+message in flight; every message is sent exactly once; two gateways on two modems finish
+the same broadcast in about half the time; cancel; a gateway replaced mid-broadcast;
+replies; the CLI."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from engine.broadcast.model import BroadcastIn, Target
 from engine.broadcast.plan import PlannedBroadcast, plan_broadcast
 from engine.broadcast.publish import read_book, write_broadcast, write_cancel
 from engine.config import Settings
-from engine.kafka.produce import producer
+from engine.kafka.produce import produce_incidents, producer
 from engine.kafka.tail import tail
 from engine.kafka.topics import ensure_topics
 from engine.models import CallOut, Channel, Location, Priority
@@ -37,9 +39,12 @@ from engine.radio.sent_log import SentLog
 from engine.radio.simulator import ModemSimulator, PtyModem
 from engine.radio.transport import ModemLink
 from engine.registry.models import KeyZone, Radio, Role, Volunteer
-from engine.registry.registry import Registry
+from engine.registry.registry import Registry, load_registry
+from tests.worker_process import make_incident, running_worker
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 WITHIN = 120.0
 KEY = b"integration-test-reply-key"
@@ -129,55 +134,69 @@ async def finished(settings: Settings, bid: str) -> dict[str, Any]:
         await asyncio.sleep(0.3)
 
 
-async def test_a_p1_goes_right_after_the_broadcast_message_in_flight(
+async def test_a_p1_fire_raised_mid_broadcast_goes_after_the_message_in_flight(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    reg = town(520)
-    plan = planned(reg, "BC-20261201-P1TEST")
-    assert plan.notice.messages == 520 and plan.notice.sms == 520
+    """The shipped Tangxia registry, the real worker: a warning to every unit guard and
+    watch-group member within 2 km of 林村 (625 texts); once 150 went, a P1 fire is
+    raised there; its first call-out is written to the modem after at most the one
+    broadcast message in flight; then the broadcast finishes, each text sent once."""
+    reg = load_registry(REPO / "data" / "tangxia")
+    request = BroadcastIn(
+        text="台风“海葵”今晚登陆，请转告邻里关好门窗，非必要不外出。",
+        to=[Target.UNITS, Target.WATCH_GROUPS], near={"lat": 22.8031, "lon": 114.0842},
+        radius_m=2000, priority="warning",
+    )  # fmt: skip
+    plan = plan_broadcast(request, [reg], actor="test", now=datetime.now(UTC))
+    total = plan.notice.messages
+    assert total >= 500
     modem = ModemSimulator(sms_delay=SMS_DELAY, seed=17)
-    async with (
-        asyncio.timeout(WITHIN),
-        gateway(kafka_settings, reg, tmp_path, "gw-a", "radio-gateway", modem) as (gw, host),
-    ):
-        await gw.broadcasts_caught_up.wait()
-        await write_broadcast(kafka_settings, plan)
-        # the broadcast is well under way
-        await host.wait_for(lambda: len(modem.received) >= 150, within=WITHIN)
+    with running_worker(kafka_settings, tmp_path / "worker.log"):
+        async with (
+            asyncio.timeout(WITHIN),
+            gateway(kafka_settings, reg, tmp_path, "gw-a", "radio-gateway", modem) as (gw, host),
+        ):
+            await gw.broadcasts_caught_up.wait()
+            await write_broadcast(kafka_settings, plan)
+            # the broadcast is well under way
+            await host.wait_for(lambda: len(modem.received) >= 150, within=WITHIN)
 
-        seen_at_put: list[tuple[int, float]] = []
-        put = gw.sender.put
+            seen_at_put: list[tuple[int, float]] = []
+            put = gw.sender.put
 
-        def watch(item: Pending) -> None:
-            if not item.broadcast:  # the fire's call-out reaches the gateway's queue
-                seen_at_put.append((len(modem.received), asyncio.get_running_loop().time()))
-            put(item)
+            def watch(item: Pending) -> None:
+                if not item.broadcast:  # a call-out of the fire reaches the gateway's queue
+                    seen_at_put.append((len(modem.received), asyncio.get_running_loop().time()))
+                put(item)
 
-        gw.sender.put = watch  # type: ignore[method-assign]
-        async with producer(kafka_settings) as p:
-            await p.send_and_wait(
-                kafka_settings.topic("callouts"), fire().to_json_bytes(), key=b"R001"
-            )
-        summary = await finished(kafka_settings, plan.notice.broadcast_id)
+            gw.sender.put = watch  # type: ignore[method-assign]
+            await produce_incidents(kafka_settings, [make_incident(1)])  # P1 fire, 林村
+            await host.wait_for(lambda: any(_is_callout(r.text) for r in modem.received),
+                                within=WITHIN)  # fmt: skip
+            summary = await finished(kafka_settings, plan.notice.broadcast_id)
 
-    numbers = [r.number for r in modem.received]
-    p1 = numbers.index("14400000001")
-    [(before, put_at)] = seen_at_put
-    # at most one broadcast message (the one in flight) went between the P1 reaching the
-    # gateway and the P1 being written to the modem
-    assert p1 - before <= 1, (p1, before)
-    wait = modem.received[p1].at - put_at
+    first = next(i for i, r in enumerate(modem.received) if _is_callout(r.text))
+    before, put_at = seen_at_put[0]
+    # at most one broadcast message (the one in flight) between the fire's first call-out
+    # reaching the gateway and it being written to the modem
+    assert first - before <= 1, (first, before)
+    wait = modem.received[first].at - put_at
     assert wait <= SMS_DELAY[1] + 0.25, wait  # one SMS round trip, plus a loaded box
-    # every broadcast message exactly once, the fire once
-    counts = Counter(numbers)
-    assert len(counts) == 521 and set(counts.values()) == {1}
-    assert summary["sent"] == 520 and summary["state"] == "done"
+    texts = Counter(r.number for r in modem.received if not _is_callout(r.text))
+    assert len(texts) == total and set(texts.values()) == {1}  # each broadcast text once
+    assert summary["sent"] == total and summary["state"] == "done"
     sent_metric = gw.metrics.registry.get_sample_value(
         "engine_radio_broadcast_messages_total", {"result": "sent", "channel": "sms"}
     )
-    assert sent_metric == 520
-    print(f"\nP1 written {wait * 1000:.0f} ms after it reached the gateway; "
-          f"{p1 - before} broadcast message(s) in flight before it")  # fmt: skip
+    assert sent_metric == total
+    callouts = sum(1 for r in modem.received if _is_callout(r.text))
+    print(f"\nfire's first call-out written {wait * 1000:.0f} ms after it reached the gateway, "
+          f"{first - before} broadcast message(s) before it; {callouts} call-out texts, "
+          f"{total} broadcast texts")  # fmt: skip
+
+
+def _is_callout(text: str) -> bool:
+    return text.startswith("[塘厦义警]P1")
 
 
 async def test_cancel_drops_the_unsent_messages(kafka_settings: Settings, tmp_path: Path) -> None:
