@@ -133,7 +133,8 @@ class Gateway:
         self._backlog = settings.radio_broadcast_backlog
         self._bc_paused = False
         self._cancelled: dict[str, float] = {}  # broadcast id -> when its cancel was read
-        self._bc_to: dict[str, tuple[str, str]] = {}  # number -> (broadcast id, radio id)
+        # number -> (broadcast id, radio id, when texted)
+        self._bc_to: dict[str, tuple[str, str, float]] = {}
         self.broadcasts_caught_up = asyncio.Event()
         # key -> its (topic, partition, offset)s
         self._waiting: dict[str, list[tuple[str, int, int]]] = {}
@@ -359,11 +360,8 @@ class Gateway:
             self.sent.add(SentEntry(c.idempotency_key, c.incident_id, c.radio_id, now,
                                     broadcast=True))  # fmt: skip
             self.metrics.broadcast_messages.labels("sent", c.channel.value).inc()
-            entry_of = self.directory.entry(c.radio_id)
-            if entry_of is not None and c.channel is Channel.SMS:  # replies ("收到") to it
-                self._bc_to[normalise_number(entry_of.sms_number)] = (c.incident_id, c.radio_id)
-                while len(self._bc_to) > _BROADCAST_NUMBERS_KEPT:
-                    self._bc_to.pop(next(iter(self._bc_to)))
+            if c.channel is Channel.SMS:
+                self._texted(c.incident_id, c.radio_id, now)
             return
         area = getattr(c, "area", None)
         to = getattr(c, "to", None) if self.directory.entry(c.radio_id) is None else None
@@ -525,9 +523,10 @@ class Gateway:
         it), or rejected."""
         result = self.book.check(sender, text, self.directory, self.clock())
         if not isinstance(result, AcceptedReply):
-            broadcast = self._bc_to.get(normalise_number(sender))
-            if broadcast is not None and _broadcast_reply(result, text):
-                await self._broadcast_reply(broadcast, text, sent_at, reply_id)
+            texted = self._bc_to.get(normalise_number(sender))
+            recent = texted is not None and self.clock() - texted[2] <= REPLY_WINDOW
+            if texted is not None and recent and _not_an_incident_reply(result, text):
+                await self._broadcast_reply(texted[:2], text, sent_at, reply_id)
                 return
             await self._reject(result, "")
             return
@@ -614,6 +613,16 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
+    def _texted(self, broadcast_id: str, radio_id: str, at: float) -> None:
+        """A broadcast texted ``radio_id``: its replies ("收到") are the broadcast's."""
+        entry = self.directory.entry(radio_id)
+        if entry is not None:
+            number = normalise_number(entry.sms_number)
+            self._bc_to.pop(number, None)  # the latest broadcast last (oldest dropped first)
+            self._bc_to[number] = (broadcast_id, radio_id, at)
+            while len(self._bc_to) > _BROADCAST_NUMBERS_KEPT:
+                self._bc_to.pop(next(iter(self._bc_to)))
+
     def _on_broadcast_record(self, value: bytes | None, since: float) -> None:
         try:
             doc = json.loads(value or b"")
@@ -627,11 +636,12 @@ class Gateway:
             elif kind == "report" and doc.get("status") == "sent" and self.read_history:
                 key = doc.get("idempotency_key")
                 at = datetime.fromisoformat(str(doc["at"])).timestamp()
+                radio_id = str(doc.get("radio_id"))
                 if isinstance(key, str) and at >= since and key not in self.sent:
-                    self.sent.remember(
-                        SentEntry(key, bid, str(doc.get("radio_id")), at, broadcast=True)
-                    )
+                    self.sent.remember(SentEntry(key, bid, radio_id, at, broadcast=True))
                     self._acked.add(key)
+                if doc.get("gateway") == self.radio_id and at >= self.clock() - REPLY_WINDOW:
+                    self._texted(bid, radio_id, at)  # its replies come back to this modem
         except (ValueError, TypeError, KeyError, AttributeError):
             return  # not ours to judge: the API's read model counts bad records
 
@@ -854,6 +864,8 @@ def retriable(exc: KafkaError) -> bool:
 
 _DEAD_LETTER_REASONS = frozenset({"stale", "not_allowed", "too_long"})
 _BROADCAST_NUMBERS_KEPT = 20_000
+REPLY_WINDOW = 24 * 3600.0
+"""How long after a broadcast text a reply from its number counts as the broadcast's."""
 """Numbers a broadcast texted, remembered so their replies are recorded (oldest dropped)."""
 _CANCELS_KEPT = 10_000
 _NOT_AN_INCIDENT_REPLY = frozenset(
@@ -869,7 +881,7 @@ _NOT_AN_INCIDENT_REPLY = frozenset(
 someone a broadcast just reached, such a text ("收到") is a reply to the broadcast."""
 
 
-def _broadcast_reply(result: RejectedReply, text: str) -> bool:
+def _not_an_incident_reply(result: RejectedReply, text: str) -> bool:
     """Not an answer to a call-out ("收到"): no action digit and code, and not refused for
     something a forger does (a wrong, expired or someone else's code: those stay on
     ``audit`` as refused replies)."""
