@@ -136,6 +136,9 @@ class Gateway:
         # number -> (broadcast id, radio id, when texted)
         self._bc_to: dict[str, tuple[str, str, float]] = {}
         self.broadcasts_caught_up = asyncio.Event()
+        self._tail: AIOKafkaConsumer | None = None  # follows `broadcasts`
+        self._tail_read: dict[TopicPartition, int] = {}  # how far it read
+        self._changed = asyncio.Event()  # a message finished, or the follower read more
         # key -> its (topic, partition, offset)s
         self._waiting: dict[str, list[tuple[str, int, int]]] = {}
         self._committed: dict[tuple[str, int], int] = {}
@@ -464,6 +467,7 @@ class Gateway:
     async def _finish_key(self, key: str) -> None:
         for topic, partition, offset in self._waiting.pop(key, []):
             await self._finish(partition, offset, topic)
+        self._changed.set()
 
     async def _finish(self, partition: int, offset: int, topic: str | None = None) -> None:
         topic = topic or self._topic
@@ -599,19 +603,65 @@ class Gateway:
             todo = {tp for tp in tps if await consumer.position(tp) < end[tp]}
             if not todo:
                 self.broadcasts_caught_up.set()
+            self._tail = consumer
             since = self.clock() - KEEP_FOR
             while True:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
                 for records in batch.values():
                     for record in records:
                         self._on_broadcast_record(record.value, since)
+                self._tail_read = {tp: await consumer.position(tp) for tp in tps}
+                self._changed.set()
                 if todo:
-                    todo = {tp for tp in todo if await consumer.position(tp) < end[tp]}
+                    todo = {tp for tp in todo if self._tail_read[tp] < end[tp]}
                     if not todo:
                         self.broadcasts_caught_up.set()
         finally:
+            self._tail = None
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _reports_read(self, within: float = 10.0) -> None:
+        """Until every report on ``broadcasts`` as of now was read: a gateway given a
+        partition of ``broadcast-messages`` (a rebalance) first learns what the previous
+        owner sent, so it sends none of it again."""
+        tail = self._tail
+        if tail is None:
+            return
+        try:
+            async with asyncio.timeout(within):
+                ends = await tail.end_offsets(list(tail.assignment()))
+                await self._until(
+                    lambda: all(self._tail_read.get(tp, -1) >= end for tp, end in ends.items())
+                )
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("broadcast reports not all read before taking partitions: %r", exc)
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()``, checked whenever a message finished or the follower read."""
+        while True:
+            self._changed.clear()
+            if done():
+                return
+            await self._changed.wait()
+
+    async def _settle(self, partitions: set[int], within: float = 15.0) -> None:
+        """Until the broadcast messages of revoked ``partitions`` still in flight here are
+        sent and reported (their next owner reads the reports before sending)."""
+        topic = self._bc_topic
+
+        def busy() -> bool:
+            return any(
+                t == topic and p in partitions
+                for places in self._waiting.values()
+                for t, p, _ in places
+            )
+
+        try:
+            async with asyncio.timeout(within):
+                await self._until(lambda: not busy())
+        except TimeoutError:
+            log.warning("broadcast messages still in flight at a rebalance; moving on")
 
     def _texted(self, broadcast_id: str, radio_id: str, at: float) -> None:
         """A broadcast texted ``radio_id``: its replies ("收到") are the broadcast's."""
@@ -927,8 +977,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._gateway = gateway
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        gw = self._gateway
         for topic in {tp.topic for tp in revoked}:
-            self._gateway._revoked(topic, {tp.partition for tp in revoked if tp.topic == topic})
+            gw._revoked(topic, {tp.partition for tp in revoked if tp.topic == topic})
+        # the group waits for this: the broadcast message in flight is sent and reported
+        # before another gateway may take its partition
+        await gw._settle({tp.partition for tp in revoked if tp.topic == gw._bc_topic})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+        gw = self._gateway
+        if any(tp.topic == gw._bc_topic for tp in assigned):
+            await gw._reports_read()

@@ -310,6 +310,30 @@ async def test_a_reply_to_a_broadcast_is_recorded_not_acked(
     )
 
 
+async def test_a_second_gateway_joining_mid_broadcast_doubles_nothing(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Starting a second gateway (a second modem) mid-broadcast moves partitions: the
+    first finishes and reports its message in flight before letting go, the second reads
+    every report before it sends; together they send each message exactly once."""
+    reg = town(300)
+    plan = planned(reg, "BC-20261201-JOINER")
+    one, two = ModemSimulator(sms_delay=(0.02, 0.02)), ModemSimulator(sms_delay=(0.02, 0.02))
+    async with (
+        asyncio.timeout(WITHIN),
+        gateway(kafka_settings, reg, tmp_path, "gw-j1", "joiners", one) as (gw1, host),
+    ):
+        await gw1.broadcasts_caught_up.wait()
+        await write_broadcast(kafka_settings, plan)
+        await host.wait_for(lambda: len(one.received) >= 30, within=WITHIN)
+        async with gateway(kafka_settings, reg, tmp_path, "gw-j2", "joiners", two):
+            summary = await finished(kafka_settings, plan.notice.broadcast_id)
+    numbers = Counter(r.number for r in (*one.received, *two.received))
+    assert len(numbers) == 300 and set(numbers.values()) == {1}, numbers.most_common(3)
+    assert summary["sent"] == 300 and summary["state"] == "done"
+    assert two.received  # the second modem took its share
+
+
 async def test_a_gateway_killed_mid_broadcast_is_replaced_without_a_double_text(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
