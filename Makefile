@@ -80,11 +80,13 @@ topics: broker-start
 	$(ENGINE) topics ensure
 
 # The main job on the embedded default: local Kafka, the Tangxia sample data, simulated
-# handsets. `engine demo` starts the handset simulator, the radio gateway and the worker,
-# raises sample incidents and follows each to "on scene", then stops them. The broker
-# keeps running afterwards (`.venv/bin/engine broker stop` stops it).
-demo: topics native console
-	$(ENGINE) demo
+# handsets. `engine demo` starts the broker if none answers, then the handset simulator,
+# the radio gateway, the worker and the API with its console; plays the default scenario
+# (scenarios/tangxia-afternoon.yaml) and prints the summary; keeps running until Ctrl-C,
+# which stops everything it started (the broker too, if it started it).
+# `make demo DEMO_ONCE=1` stops after the summary.
+demo: venv native console
+	$(ENGINE) demo$(if $(DEMO_ONCE), --once)
 
 test: venv native console sysdeps
 	@set -e; export $(TEST_ENV); \

@@ -19,7 +19,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +30,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine import clock as engine_clock
 from engine.api.metrics import ApiMetrics
 from engine.api.readmodel import Follower, ReadModel
 from engine.api.tokens import Role, Token, TokenError, TokenStore
@@ -416,7 +416,7 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
             area=area,
             actor=api.actor(token),
             role=token.role,
-            at=datetime.now(UTC),
+            at=engine_clock.now(),
             **body.model_dump(exclude_none=True),
         )
         loop = asyncio.get_running_loop()

@@ -12,6 +12,8 @@ Input: the latest ``incident-state`` value per incident, the ``decisions`` and t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import Counter
 from datetime import datetime
@@ -22,6 +24,8 @@ NFPA_1225_S = 60.0
 """NFPA 1225: 90 % of alarms processed (received -> dispatched) within 60 s."""
 NFPA_1225_SHARE = 0.90
 REPLIES = ("accept", "decline", "on_scene")
+MAX_BARS = 40
+"""more incidents than this are plotted as one sorted curve, not a bar each"""
 
 
 def _t(value: str | None) -> datetime | None:
@@ -91,6 +95,14 @@ def incident_summary(
             }
             for d in decisions
         ],
+        "decisions": [
+            [
+                d["stage"],
+                (d.get("zone") or {}).get("id"),
+                sorted(r["id"] for r in d.get("recipients", [])),
+            ]
+            for d in decisions
+        ],
         "answers": answers,
         "quorum_met": bool((state.get("quorum") or {}).get("met")) and quorum_at is not None,
         "latency_s": {
@@ -134,6 +146,7 @@ def summarise(
     share = within / len(incidents) if incidents else None
     return {
         "incidents": incidents,
+        "decisions_fingerprint": fingerprint(incidents),
         "stages": stages,
         "nfpa_1225": {
             "target": f"{NFPA_1225_SHARE:.0%} of alarms processed within {NFPA_1225_S:.0f} s",
@@ -144,6 +157,14 @@ def summarise(
             sum(1 for i in incidents if i["quorum_met"]) / len(incidents) if incidents else None
         ),
     }
+
+
+def fingerprint(incidents: list[dict[str, Any]]) -> str:
+    """A short hash of every decision (stage, zone, who was called), by the incidents'
+    order and not their random ids: two runs of one scenario decided alike when their
+    fingerprints match."""
+    text = json.dumps([i["decisions"] for i in incidents], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _s(v: float | None) -> str:
@@ -182,6 +203,7 @@ def render(summary: dict[str, Any]) -> str:
         f"{'met' if nfpa['met'] else 'NOT met'}; quorum met for "
         f"{'-' if quorum is None else f'{quorum:.0%}'} of incidents"
     )
+    lines.append(f"decisions fingerprint: {summary['decisions_fingerprint']}")
     return "\n".join(lines)
 
 
@@ -193,6 +215,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = summary["incidents"]
+    if len(rows) > MAX_BARS:
+        return _plot_many(rows, path, plt)
     labels = [f"{i['priority']} {i['type']} {i['id'][-6:]}" for i in rows]
     values = [i["latency_s"]["raise_to_quorum"] for i in rows]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(3, len(rows)) + 1.2), dpi=110)
@@ -210,6 +234,26 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("seconds from raise to ack quorum (zone team + linked units)")
     ax.set_title("Raise -> quorum per incident")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_many(rows: list[dict[str, Any]], path: Path, plt: Any) -> None:
+    """Raise -> quorum of many incidents: the share met within t, by priority."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for prio in sorted({i["priority"] for i in rows}):
+        of = [i for i in rows if i["priority"] == prio]
+        met = sorted(v for i in of if (v := i["latency_s"]["raise_to_quorum"]) is not None)
+        xs = [0.0, *met]
+        ys = [0.0, *(100 * (k + 1) / len(of) for k in range(len(met)))]
+        ax.step(xs, ys, where="post", label=f"{prio}: {len(met)}/{len(of)} met")
+    ax.axvline(NFPA_1225_S, color="#555", linestyle="--", linewidth=1)
+    ax.set_xlabel("seconds from raise to ack quorum")
+    ax.set_ylabel("% of incidents with quorum")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Raise -> quorum, {len(rows)} incidents")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
