@@ -46,6 +46,9 @@ def run_demo(settings: Settings, *, once: bool, scenario: Path | None = None) ->
             plot_out=out / "summary.png",
             linger=not once,
         )
+    except KeyboardInterrupt:  # Ctrl-C before the summary: everything is stopped all the same
+        print("interrupted; the processes are stopped")
+        return 130
     finally:
         if started:
             _, message = broker.stop()
