@@ -222,6 +222,7 @@ class Run:
             deadline = time.monotonic() + self.scenario.settle_s
             while time.monotonic() < deadline and not self._settled():
                 time.sleep(0.5)
+            time.sleep(1.0)  # the last changes reach the board and are printed
         stop.set()
 
     def _line(self, text: str) -> None:
