@@ -72,6 +72,7 @@ def incident_summary(
                 }
             )
     delivered = [a for a in acks if a["kind"] == "delivered"]
+    sent = Counter(a.get("idempotency_key") for a in acks if a["kind"] == "sent")
     timeline = state.get("timeline", [])
     quorum_at = next((e["at"] for e in timeline if "quorum met" in e.get("what", "")), None)
     on_scene_at = next((e["at"] for e in timeline if e.get("state") == "on_scene"), None)
@@ -104,6 +105,8 @@ def incident_summary(
             for d in decisions
         ],
         "answers": answers,
+        "pages_sent": len(sent),
+        "pages_repeated": sum(1 for n in sent.values() if n > 1),
         "quorum_met": bool((state.get("quorum") or {}).get("met")) and quorum_at is not None,
         "latency_s": {
             "raise_to_decision": _since(raised, (first or {}).get("decided_at")),
@@ -153,6 +156,8 @@ def summarise(
             "processed_within_60s": share,
             "met": share is not None and share >= NFPA_1225_SHARE,
         },
+        "pages_sent": sum(i["pages_sent"] for i in incidents),
+        "pages_repeated": sum(i["pages_repeated"] for i in incidents),
         "quorum_met_share": (
             sum(1 for i in incidents if i["quorum_met"]) / len(incidents) if incidents else None
         ),
@@ -203,7 +208,10 @@ def render(summary: dict[str, Any]) -> str:
         f"{'met' if nfpa['met'] else 'NOT met'}; quorum met for "
         f"{'-' if quorum is None else f'{quorum:.0%}'} of incidents"
     )
-    lines.append(f"decisions fingerprint: {summary['decisions_fingerprint']}")
+    lines.append(
+        f"pages sent {summary['pages_sent']} (each a call-out's own key), reported sent twice "
+        f"{summary['pages_repeated']}; decisions fingerprint: {summary['decisions_fingerprint']}"
+    )
     return "\n".join(lines)
 
 

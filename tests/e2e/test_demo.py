@@ -67,6 +67,7 @@ def test_make_demo_once_plays_the_default_scenario_and_leaves_nothing_running(
     accepted = {g for a in fire["answers"] if a["kind"] == "accept" for g in a["groups"]}
     assert "KZ118" not in accepted and "KZ063" in accepted  # the silent team never answered
     assert gate["zone"] == "KZ140" and gate["called"].get("school") == 1  # 护学岗 at 16:30
+    assert summary["pages_sent"] > 30 and summary["pages_repeated"] == 0  # across the SIGKILL
     assert summary["quorum_met_share"] == 1.0 and summary["nfpa_1225"]["met"] is True
     assert (tmp_path / "demo" / "summary.png").read_bytes()[:4] == b"\x89PNG"
     assert summary["decisions_fingerprint"] == RECORDED_FINGERPRINT, (
