@@ -31,7 +31,7 @@ NATIVE_STAMP := engine/rules/.native-built
 # fetches nothing at run time).
 CONSOLE_VENDOR := engine/api/console/vendor/leaflet.js
 
-.PHONY: all venv native console sysdeps demo test chaos bench lint broker-start broker-stop topics schemas clean
+.PHONY: all venv native console sysdeps demodeps demo test chaos bench lint broker-start broker-stop topics schemas clean
 
 all: test
 
@@ -80,11 +80,21 @@ topics: broker-start
 	$(ENGINE) topics ensure
 
 # The main job on the embedded default: local Kafka, the Tangxia sample data, simulated
-# handsets. `engine demo` starts the handset simulator, the radio gateway and the worker,
-# raises sample incidents and follows each to "on scene", then stops them. The broker
-# keeps running afterwards (`.venv/bin/engine broker stop` stops it).
-demo: topics native console
-	$(ENGINE) demo
+# handsets. `engine demo` starts the broker if none answers, then the handset simulator,
+# the radio gateway, the worker and the API with its console; plays the default scenario
+# (scenarios/tangxia-afternoon.yaml) and prints the summary; keeps running until Ctrl-C,
+# which stops everything it started (the broker too, if it started it).
+# `make demo DEMO_ONCE=1` stops after the summary.
+demo: venv native console demodeps
+	$(ENGINE) demo$(if $(DEMO_ONCE), --once)
+
+# The demo's one system package: espeak-ng speaks the PoC group calls (without it every
+# voice call fails, and the demo's decisions are not those of a real run).
+demodeps:
+	@command -v espeak-ng >/dev/null || { echo "installing espeak-ng (Debian)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; }
 
 test: venv native console sysdeps
 	@set -e; export $(TEST_ENV); \

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -194,13 +195,20 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine.demo import run_demo
 
-    return run_demo(_settings(args), args.config)
+    if args.config:  # every process the demo starts reads the same file
+        os.environ["ENGINE_DEMO_CONFIG"] = args.config
+    return run_demo(
+        _settings(args), once=args.once, scenario=Path(args.scenario) if args.scenario else None
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser(
-        "demo", help="worker + gateway + simulated handsets: sample incidents end to end"
-    ).set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "demo", help="the default scenario end to end, then the console until Ctrl-C"
+    )
+    p.add_argument("--once", action="store_true", help="stop after the summary")
+    p.add_argument("--scenario", metavar="FILE", help="another scenario to play")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show the effective configuration (secrets masked)")
     p_sub = p.add_subparsers(dest="action", required=True)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine import clock
 
 SCHEMA_VERSION = 1
 """The version this code writes. Readers accept exactly the versions in SUPPORTED_VERSIONS."""
@@ -37,7 +39,7 @@ def new_incident_id(now: datetime | None = None) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class IncidentType(StrEnum):

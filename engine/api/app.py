@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine import clock as engine_clock
 from engine.api.metrics import ApiMetrics
 from engine.api.readmodel import Follower, ReadModel
 from engine.api.tokens import Role, Token, TokenError, TokenStore
@@ -380,7 +380,7 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         api.metrics.sse_clients.set(len(api.model.subscribers))
-        now = time.time()
+        now = engine_clock.time_s()
         api.metrics.broadcast_messages_left.set(
             sum(
                 max(0, p.messages - p.finished)
@@ -461,7 +461,7 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
             area=area,
             actor=api.actor(token),
             role=token.role,
-            at=datetime.now(UTC),
+            at=engine_clock.now(),
             **body.model_dump(exclude_none=True),
         )
         loop = asyncio.get_running_loop()
@@ -498,14 +498,14 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
         if wait:
             response.headers["Retry-After"] = str(int(wait) + 1)
             raise HTTPException(429, f"rate limit: retry in {wait:.0f} s", response.headers)
-        now = datetime.now(UTC)
+        now = engine_clock.now()
         actor = api.actor(token)
         async with api.broadcast_lock:
             if body.idempotency_key is not None:  # a retried request: the same broadcast
                 bid = new_broadcast_id(now, actor, body.idempotency_key)
                 known = api.model.broadcasts.get(bid)
                 if known is not None and known.notice is not None:
-                    return _accepted(known.summary(time.time()))
+                    return _accepted(known.summary(engine_clock.time_s()))
                 if bid in api.written:
                     return _accepted(api.written[bid])
             registries = [w.registry for w in api.worlds.values()]
@@ -538,14 +538,14 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
 
     @app.get("/v1/broadcasts")
     async def list_broadcasts(_: Viewer) -> dict[str, Any]:
-        return {"broadcasts": api.model.broadcasts.listing(time.time())}
+        return {"broadcasts": api.model.broadcasts.listing(engine_clock.time_s())}
 
     @app.get("/v1/broadcasts/{broadcast_id}")
     async def get_broadcast(broadcast_id: str, _: Viewer) -> dict[str, Any]:
         progress = api.model.broadcasts.get(broadcast_id[:64])
         if progress is None or progress.notice is None:
             raise HTTPException(404, f"no broadcast {broadcast_id[:64]!r}")
-        return {**progress.summary(time.time()), "reply_texts": progress.replies[-50:]}
+        return {**progress.summary(engine_clock.time_s()), "reply_texts": progress.replies[-50:]}
 
     @app.post("/v1/broadcasts/{broadcast_id}/cancel", status_code=202)
     async def cancel_broadcast(
@@ -555,12 +555,13 @@ def create_app(settings: Settings, worlds: dict[str, World], tokens: TokenStore)
         if progress is None or progress.notice is None:
             api.metrics.broadcasts.labels("cancel", "unknown").inc()
             raise HTTPException(404, f"no broadcast {broadcast_id[:64]!r}")
-        state = progress.state(time.time())
+        state = progress.state(engine_clock.time_s())
         if state in TERMINAL:
             api.metrics.broadcasts.labels("cancel", "refused").inc()
             raise HTTPException(409, f"broadcast {progress.broadcast_id} is already {state}")
         cancel = Cancel(
             broadcast_id=progress.broadcast_id,
+            at=engine_clock.now(),
             actor=api.actor(token),
             role=token.role,
             reason=(body or CancelIn()).reason,

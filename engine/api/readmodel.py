@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from engine import clock as engine_clock
 from engine.broadcast.progress import BroadcastBook
 from engine.config import Settings
 from engine.errors import KafkaUnavailable
@@ -323,7 +324,9 @@ class ReadModel:
             or progress.finished % 50 == 0
             or progress.finished >= progress.messages
         ):
-            self._publish({"type": "broadcast", "broadcast": progress.summary(time.time())})
+            self._publish(
+                {"type": "broadcast", "broadcast": progress.summary(engine_clock.time_s())}
+            )
 
     def _on_audit(self, doc: dict[str, Any]) -> None:
         if doc.get("kind") == "command":

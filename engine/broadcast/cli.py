@@ -14,10 +14,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine import clock as engine_clock
 from engine.config import DEFAULT_REGISTRY, load_settings
 from engine.errors import UsageError
 
@@ -148,7 +148,7 @@ def run_send(args: argparse.Namespace) -> int:
             registries,
             actor=args.actor,
             role="cli",
-            now=datetime.now(UTC),
+            now=engine_clock.now(),
             quiet=quiet,
             min_group=settings.broadcast_min_group,
             max_parts=settings.radio_max_sms_parts,
@@ -188,7 +188,7 @@ def run_status(args: argparse.Namespace) -> int:
         if progress is None or progress.notice is None:
             print(f"engine broadcast: no broadcast {args.broadcast_id!r}", file=sys.stderr)
             return EXIT_NOT_FOUND
-        summary = progress.summary(time.time())
+        summary = progress.summary(engine_clock.time_s())
         if not args.follow:
             print(json.dumps(summary, ensure_ascii=False))
             return 0
@@ -209,12 +209,16 @@ def run_cancel(args: argparse.Namespace) -> int:
     if progress is None or progress.notice is None:
         print(f"engine broadcast: no broadcast {args.broadcast_id!r}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    state = progress.state(time.time())
+    state = progress.state(engine_clock.time_s())
     if state in TERMINAL:
         print(f"engine broadcast: {args.broadcast_id} is already {state}", file=sys.stderr)
         return EXIT_REFUSED
     cancel = Cancel(
-        broadcast_id=progress.broadcast_id, actor=args.actor, role="cli", reason=args.reason
+        broadcast_id=progress.broadcast_id,
+        actor=args.actor,
+        role="cli",
+        reason=args.reason,
+        at=engine_clock.now(),
     )
     asyncio.run(write_cancel(settings, cancel))
     left = max(0, progress.messages - progress.finished)
@@ -226,6 +230,6 @@ def run_list(args: argparse.Namespace) -> int:
     from engine.broadcast.publish import read_book
 
     settings = load_settings(args.config)
-    for summary in asyncio.run(read_book(settings)).listing(time.time()):
+    for summary in asyncio.run(read_book(settings)).listing(engine_clock.time_s()):
         print(json.dumps(summary, ensure_ascii=False))
     return 0

@@ -4,8 +4,6 @@ read their progress back from ``broadcasts``."""
 from __future__ import annotations
 
 import contextlib
-import time
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -95,11 +93,3 @@ async def read_book(settings: Settings) -> BroadcastBook:
         with contextlib.suppress(Exception):
             await consumer.stop()
     return book
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def wall() -> float:
-    return time.time()

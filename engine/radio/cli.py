@@ -120,12 +120,21 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     hs.add_argument("--reply-delay", type=float, default=2.0, metavar="S")
     hs.add_argument("--on-scene-after", type=float, default=30.0, metavar="S")
+    hs.add_argument("--spread", type=float, default=0.0, metavar="F",
+                    help="answer after --reply-delay times 1-F..1+F, each handset its own "
+                    "(fixed per handset, not random)")  # fmt: skip
     hs.add_argument("--link", type=Path, metavar="PATH", help="stable symlink to the pty")
     hs.add_argument("--drop-every", type=int, metavar="N", help="drop every Nth answer")
     hs.add_argument("--garble-every", type=float, metavar="S", help="noise bytes every S s")
     hs.add_argument("--reboot-every", type=float, metavar="S", help="reboot the module")
     hs.add_argument("--unplug-every", type=float, metavar="S", help="close the port")
-    hs.add_argument("--unplug-for", type=float, default=2.0, metavar="S")
+    hs.add_argument(
+        "--unplug-for",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="how long each --unplug-every lasts (SIGUSR1 unplugs, SIGUSR2 replugs)",
+    )
     hs.add_argument("--seed", type=int, help="random seed for garbled bytes")
     hs.add_argument(
         "--silent",
@@ -133,6 +142,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="GROUP",
         help="a key zone, unit or group whose people never answer (repeatable; needs --registry)",
     )
+    hs.add_argument(
+        "--decline",
+        action="append",
+        metavar="GROUP",
+        help="a key zone, unit or group whose people always decline (repeatable)",
+    )
+    hs.add_argument("--offline", action="append", metavar="GROUP",
+                    help="a key zone, unit or group whose handsets and phones are off: "
+                    "nothing reaches them (repeatable)")  # fmt: skip
     hs.add_argument(
         "--positions-every",
         type=float,
@@ -328,16 +346,17 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--sms-delay: {exc}") from exc
 
-    silent: frozenset[str] = frozenset()
+    groups: dict[str, frozenset[str]] = {}  # --silent/--decline/--offline: their numbers
+    for option in ("silent", "decline", "offline"):
+        named = getattr(args, option)
+        if named and args.registry is None:
+            raise UsageError(f"--{option} needs --registry")
+        try:
+            groups[option] = numbers_of_groups(args.registry, named) if named else frozenset()
+        except ValueError as exc:
+            raise UsageError(f"--{option}: {exc}") from exc
     if args.registry is not None:
         phones = [e.sms_number for e in _directory(args.registry).entries()]
-        if args.silent:
-            try:
-                silent = numbers_of_groups(args.registry, args.silent)
-            except ValueError as exc:
-                raise UsageError(f"--silent: {exc}") from exc
-    elif args.silent:
-        raise UsageError("--silent needs --registry")
     else:
         phones = numbers(args.handsets)
     faults = Faults(
@@ -371,7 +390,10 @@ def run_simulate_handsets(args: argparse.Namespace) -> int:
             if args.positions_every and args.registry is not None
             else None,
             positions_every=args.positions_every,
-            silent=silent,
+            silent=groups["silent"],
+            declining=groups["decline"],
+            offline=groups["offline"],
+            spread=min(max(args.spread, 0.0), 0.95),
             sms_delay=sms_delay,
         )
     )

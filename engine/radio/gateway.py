@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +34,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
+from engine import clock as engine_clock
 from engine.broadcast.model import PRIORITY_RANK as BROADCAST_RANK
 from engine.broadcast.model import Message as BroadcastMessage
 from engine.config import Settings
@@ -80,7 +80,7 @@ class Gateway:
         group_id: str = GROUP_ID,
         window: int = 2,
         read_history: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = engine_clock.time_s,
         reply_key: bytes | None = None,
     ) -> None:
         self.settings = settings
@@ -969,7 +969,8 @@ def _decided_at(callout: CallOut, record: Any) -> float | None:
         with contextlib.suppress(ValueError):
             return datetime.fromisoformat(extra).timestamp()
     ts = getattr(record, "timestamp", None)
-    return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
+    # Kafka's timestamps are the wall clock; a drill's engine clock may be shifted
+    return ts / 1000.0 + engine_clock.OFFSET_S if isinstance(ts, int) and ts > 0 else None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

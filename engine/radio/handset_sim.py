@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,16 @@ def parse_delay(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def script_for(behaviour: str, index: int, delay: float, on_scene_after: float) -> HandsetScript:
+def script_for(
+    behaviour: str, index: int, delay: float, on_scene_after: float, spread: float = 0.0
+) -> HandsetScript:
     """How handset ``index`` answers. ``mixed``: mostly accept then on scene, some decline,
-    some stay silent, as a real call-out goes."""
+    some stay silent, as a real call-out goes. With ``spread`` each answers after its own
+    time, ``delay`` times 1 - spread .. 1 + spread (by the golden ratio, not at random):
+    people do not all answer in the same second, and their order is the same every run."""
     if behaviour == "mixed":
         behaviour = "silent" if index % 7 == 6 else "decline" if index % 5 == 4 else "accept"
+    delay *= 1.0 + spread * (2.0 * ((index * 0.6180339887) % 1.0) - 1.0)
     if behaviour == "accept":
         return HandsetScript(((delay, "1"), (delay + on_scene_after, "3")))
     if behaviour == "decline":
@@ -108,10 +114,14 @@ async def run_handsets(
     tracks: Mapping[int, Track] | None = None,
     positions_every: float | None = None,
     silent: frozenset[str] = frozenset(),
+    declining: frozenset[str] = frozenset(),
+    offline: frozenset[str] = frozenset(),
+    spread: float = 0.0,
     sms_delay: tuple[float, float] = (0.0, 0.0),
 ) -> None:
-    """Serve until cancelled (Ctrl-C). Numbers in ``silent`` never answer. Each SMS
-    takes the network ``sms_delay`` seconds (uniform between min and max) before the
+    """Serve until cancelled (Ctrl-C). Numbers in ``silent`` never answer, those in
+    ``declining`` always decline, those ``offline`` receive nothing (no delivery). Each
+    SMS takes the network ``sms_delay`` seconds (uniform between min and max) before the
     module answers ``+CMGS``."""
     if behaviour not in BEHAVIOURS:
         raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
@@ -120,10 +130,17 @@ async def run_handsets(
         sms_delay=sms_delay,
         seed=seed,
         handsets={
-            n: script_for("silent" if n in silent else behaviour, i, reply_delay, on_scene_after)
+            n: script_for(
+                "silent" if n in silent else "decline" if n in declining else behaviour,
+                i,
+                reply_delay,
+                on_scene_after,
+                spread,
+            )
             for i, n in enumerate(phone_numbers)
         },
     )
+    modem.offline |= offline
     rng = random.Random(seed)
     async with PtyModem(modem, link=link) as host:
         announce(host.path)
@@ -177,6 +194,15 @@ async def run_handsets(
         periodic(faults.garble_every, garble)
         periodic(faults.reboot_every, host.reboot)
         periodic(faults.unplug_every, unplug)
+        # A scenario's unplug_radio: SIGUSR1 pulls the cable, SIGUSR2 plugs it back in.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, host.unplug)
+
+        def replug() -> None:
+            host.replug()
+            announce(host.path)
+
+        loop.add_signal_handler(signal.SIGUSR2, replug)
         try:
             await asyncio.Event().wait()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -19,11 +20,15 @@ def cmd_scenario(args: argparse.Namespace) -> int:
         print(f"engine: error: {exc}", file=sys.stderr)
         return 2
     if args.scenario_action == "check":
-        print(f"{args.file}: {len(scenario.incidents)} incidents, {len(scenario.actions)} actions")
+        bursts = sum(b.count for b in scenario.bursts)
+        print(f"{args.file}: {len(scenario.incidents) + bursts} incidents, "
+              f"{len(scenario.actions)} actions")  # fmt: skip
         return 0
     from engine.scenario.runner import run_scenario
 
     settings = load_settings(args.config)
+    if args.config:  # every process the run starts reads the same file
+        os.environ["ENGINE_DEMO_CONFIG"] = args.config
     port = settings.api_port if args.port is None else args.port
     run_scenario(
         settings,

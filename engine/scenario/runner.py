@@ -31,12 +31,14 @@ from typing import Any
 import httpx
 import yaml
 
+from engine import clock
 from engine.config import DEFAULT_REGISTRY, Settings
 from engine.errors import EngineError
+from engine.geo.areas import load_area
 from engine.kafka.tail import tail
 from engine.kafka.topics import ensure_topics
 from engine.rules.plan import default_plan_bytes
-from engine.scenario.model import Scenario, ScenarioAction, ScenarioIncident
+from engine.scenario.model import Scenario, ScenarioAction, ScenarioIncident, all_incidents
 from engine.scenario.summary import plot, render, summarise
 
 SETTLED = frozenset({"acknowledged", "on_scene", "closed", "cancelled", "unanswered"})
@@ -53,8 +55,10 @@ class Proc:
         config = self.env.get("ENGINE_DEMO_CONFIG")
         argv = [sys.executable, "-m", "engine.cli", *(["--config", config] if config else [])]
         with self.log.open("ab") as out:
+            # a session of its own: Ctrl-C in the terminal reaches the runner only, which
+            # then stops every child in order
             return subprocess.Popen([*argv, *self.args], stdout=out, stderr=subprocess.STDOUT,
-                                    env=self.env)  # fmt: skip
+                                    env=self.env, start_new_session=True)  # fmt: skip
 
     def wait_for(self, text: str, timeout: float, after: int = 0) -> None:
         """Until ``text`` appears more than ``after`` times in the log."""
@@ -83,6 +87,14 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:200]
+    return str(body.get("reason") or body.get("detail") or "") if isinstance(body, dict) else ""
 
 
 def _plan_with_timeout(path: Path, timeout_s: float) -> Path:
@@ -129,12 +141,20 @@ class Run:
             "ENGINE_TOPIC_PREFIX": self.settings.topic_prefix,
             "ENGINE_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "ENGINE_DATA_DIR": str(work),
+            # one drill token raises for every caller of the town (a typhoon night's 200/min)
+            "ENGINE_API_RAISE_PER_MINUTE": "100000",
         }
+        if scenario.starts_at is not None:  # every process on the drill's clock
+            self.env["ENGINE_CLOCK_OFFSET_S"] = f"{clock.offset_to(scenario.starts_at):.3f}"
+        self.incidents = all_incidents(scenario, load_area(DEFAULT_REGISTRY / "area.geojson"))
         self.ids: dict[str, str] = {}
         self.t0 = 0.0
         self.url = ""
         self.token = ""
-        self.worker: Proc | None = None
+        self.worker: Proc
+        self.gateway: Proc
+        self.sim: Proc
+        self.admin_token = ""
         self._states: dict[str, str] = {}
 
     # --- processes ----------------------------------------------------------------------
@@ -146,17 +166,23 @@ class Run:
         h = self.scenario.handsets
         sim_args = ["simulate", "handsets", "--registry", str(DEFAULT_REGISTRY),
                     "--reply", h.reply, "--reply-delay", str(h.reply_delay_s),
-                    "--on-scene-after", str(h.on_scene_after_s), "--link", str(link)]  # fmt: skip
-        for group in h.silent:
-            sim_args += ["--silent", group]
-        sim = Proc("simulator", sim_args, self.work / "simulator.log", self.env)
-        stack.callback(sim.stop)
-        sim.wait_for(str(link), 30)
-        gateway = Proc("gateway", ["gateway", "--device", str(link), "--registry",
-                                   str(DEFAULT_REGISTRY), "--dialect", "poc-hex",
-                                   "--metrics-port", "0"],
-                       self.work / "gateway.log", self.env)  # fmt: skip
-        stack.callback(gateway.stop)
+                    "--on-scene-after", str(h.on_scene_after_s), "--link", str(link),
+                    "--spread", str(h.spread)]  # fmt: skip
+        for option in ("silent", "decline", "offline"):
+            for group in getattr(h, option):
+                sim_args += [f"--{option}", group]
+        if h.positions_every_s is not None:
+            sim_args += ["--positions-every", str(h.positions_every_s)]
+        if h.sms_delay_s is not None:
+            sim_args += ["--sms-delay", f"{h.sms_delay_s[0]}-{h.sms_delay_s[1]}"]
+        self.sim = Proc("simulator", sim_args, self.work / "simulator.log", self.env)
+        stack.callback(self.sim.stop)
+        self.sim.wait_for(str(link), 30)
+        self.gateway = Proc("gateway", ["gateway", "--device", str(link), "--registry",
+                                        str(DEFAULT_REGISTRY), "--dialect", "poc-hex",
+                                        "--metrics-port", "0"],
+                            self.work / "gateway.log", self.env)  # fmt: skip
+        stack.callback(self.gateway.stop)
         worker_args = ["-v", "worker", "--metrics-port", "0"]
         if self.scenario.ack_timeout_s is not None:
             plan = _plan_with_timeout(self.work / "plan.yaml", self.scenario.ack_timeout_s)
@@ -169,13 +195,15 @@ class Run:
         api.wait_for("api ready", 60)
         from engine.api.tokens import TokenStore
 
-        self.token = TokenStore(self.work / "api-tokens.json").create("operator", "scenario")[1]
+        store = TokenStore(self.work / "api-tokens.json")
+        self.token = store.create("operator", "scenario")[1]
+        self.admin_token = store.create("admin", "scenario-admin")[1]
         self.url = f"http://127.0.0.1:{port}"
 
     # --- the timeline -------------------------------------------------------------------
     def play(self) -> None:
         events: list[tuple[float, ScenarioIncident | ScenarioAction]] = [
-            *((i.at_s, i) for i in self.scenario.incidents),
+            *((i.at_s, i) for i in self.incidents),
             *((a.at_s, a) for a in self.scenario.actions),
         ]
         events.sort(key=lambda e: e[0])
@@ -194,6 +222,7 @@ class Run:
             deadline = time.monotonic() + self.scenario.settle_s
             while time.monotonic() < deadline and not self._settled():
                 time.sleep(0.5)
+            time.sleep(1.0)  # the last changes reach the board and are printed
         stop.set()
 
     def _line(self, text: str) -> None:
@@ -211,22 +240,53 @@ class Run:
                    f"{i.address or ''}")  # fmt: skip
 
     def _act(self, client: httpx.Client, a: ScenarioAction) -> None:
-        if a.fault == "kill_worker":
-            assert self.worker is not None
-            seen = self.worker.log.read_text(errors="replace").count("worker ready")
-            self.worker.kill_and_restart()
-            self._line("fault: worker SIGKILLed and started again")
-            self.worker.wait_for("worker ready", 120, after=seen)
-            self._line("worker ready again (state restored from Kafka)")
-            return
+        if a.fault is not None:
+            return self._fault(a)
+        if a.unit is not None:
+            admin = {"Authorization": f"Bearer {self.admin_token}"}
+            body = {"available": a.available, "reason": a.reason or "scenario"}
+            r = client.patch(f"/v1/units/{a.unit}", headers=admin, json=body)
+            duty = "on duty" if a.available else "off duty"
+            return self._line(f"unit {a.unit} {duty}: {r.status_code} {_detail(r)}")
+        if a.broadcast is not None:
+            r = client.post("/v1/broadcasts", json=a.broadcast.model_dump(exclude_none=True))
+            if r.status_code != 202:
+                return self._line(f"broadcast refused: {r.status_code} {_detail(r)}")
+            b = r.json()
+            return self._line(f"broadcast {b.get('broadcast_id')} to {', '.join(a.broadcast.to)}: "
+                              f"{b.get('recipients')} people, {b.get('poc_groups')} PoC group "
+                              f"calls, {b.get('sms')} SMS")  # fmt: skip
         incident_id = self.ids.get(a.incident or "")
         if incident_id is None:
             self._line(f"{a.command} {a.incident}: not raised yet, skipped")
             return
         body = {k: v for k, v in (("reason", a.reason), ("zone_id", a.zone_id)) if v}
         r = client.post(f"/v1/incidents/{incident_id}/{a.command}", json=body or None)
-        detail = r.json().get("reason") or r.json().get("detail")
-        self._line(f"operator {a.command} {a.incident}: {r.status_code} {detail}")
+        self._line(f"operator {a.command} {a.incident}: {r.status_code} {_detail(r)}")
+
+    def _fault(self, a: ScenarioAction) -> None:
+        if a.fault == "unplug_radio":
+            self.sim.proc.send_signal(signal.SIGUSR1)
+            self._line(f"fault: the gateway's serial cable pulled for {a.for_s:g} s")
+            replug = threading.Timer(a.for_s, self._replug)
+            replug.daemon = True
+            replug.start()
+            return
+        proc, ready = (
+            (self.worker, "worker ready")
+            if a.fault == "kill_worker"
+            else (self.gateway, "sent log ")  # its start line
+        )
+        seen = proc.log.read_text(errors="replace").count(ready)
+        proc.kill_and_restart()
+        self._line(f"fault: {proc.name} SIGKILLed and started again")
+        proc.wait_for(ready, 120, after=seen)
+        self._line(f"{proc.name} ready again (its state restored from Kafka)")
+
+    def _replug(self) -> None:
+        if self.sim.proc.poll() is None:
+            self.sim.proc.send_signal(signal.SIGUSR2)
+            self._line("the serial cable is back")
 
     def _watch(self, stop: threading.Event) -> None:
         """One line per state change of the run's incidents, from the live board."""
@@ -254,13 +314,13 @@ class Run:
                            f"quorum {'met' if q.get('met') else 'not yet'})")  # fmt: skip
 
     def _settled(self) -> bool:
-        return len(self.ids) == len(self.scenario.incidents) and all(
+        return len(self.ids) == len(self.incidents) and all(
             self._states.get(i) in SETTLED for i in self.ids.values()
         )
 
     # --- the end ------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        order = [self.ids[i.name] for i in self.scenario.incidents if i.name in self.ids]
+        order = [self.ids[i.name] for i in self.incidents if i.name in self.ids]
         result = summary_from_topics(self.settings, order)
         names = {v: k for k, v in self.ids.items()}
         for i in result["incidents"]:
@@ -293,24 +353,47 @@ def run_scenario(
     json_out: Path | None,
     plot_out: Path | None,
     keep: bool = False,
+    linger: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    """Play ``scenario``; print and write its summary. With ``linger`` everything keeps
+    running for the operator (console, handsets) until Ctrl-C or SIGTERM. Every process
+    started is stopped and the run's topics deleted (unless ``keep``) on the way out,
+    whatever the way out."""
     with tempfile.TemporaryDirectory(prefix="engine-scenario-") as tmp, ExitStack() as stack:
         run = Run(settings, scenario, Path(tmp), say)
         if not keep:
             stack.callback(run.delete_topics)
-        say(f"scenario {scenario.name}: {len(scenario.incidents)} incidents, "
+        say(f"scenario {scenario.name}: {len(run.incidents)} incidents, "
             f"{len(scenario.actions)} actions; topics {run.settings.topic_prefix}*")  # fmt: skip
         run.start(stack, port)
         say(f"console: {run.url}/console/  operator token: {run.token}")
         run.play()
         summary = run.summary()
-    say("\n== summary\n" + render(summary))
-    if json_out is not None:
-        json_out.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
-    if plot_out is not None:
-        plot(summary, plot_out)
-    written = ", ".join(str(p) for p in (json_out, plot_out) if p is not None)
-    if written:
-        say(f"written: {written}")
+        say("\n== summary\n" + render(summary))
+        if json_out is not None:
+            json_out.write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
+        if plot_out is not None:
+            plot(summary, plot_out)
+        written = ", ".join(str(p) for p in (json_out, plot_out) if p is not None)
+        if written:
+            say(f"written: {written}")
+        if linger:
+            say(f"\nstill running: the console at {run.url}/console/ (token above), the "
+                "simulated handsets, gateway and worker. Ctrl-C stops them all.")  # fmt: skip
+            wait_for_stop()
+        say("stopping the processes")
     return summary
+
+
+def wait_for_stop() -> None:
+    """Until Ctrl-C (SIGINT) or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

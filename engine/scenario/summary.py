@@ -12,6 +12,8 @@ Input: the latest ``incident-state`` value per incident, the ``decisions`` and t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import Counter
 from datetime import datetime
@@ -22,6 +24,8 @@ NFPA_1225_S = 60.0
 """NFPA 1225: 90 % of alarms processed (received -> dispatched) within 60 s."""
 NFPA_1225_SHARE = 0.90
 REPLIES = ("accept", "decline", "on_scene")
+MAX_BARS = 40
+"""more incidents than this are plotted as one sorted curve, not a bar each"""
 
 
 def _t(value: str | None) -> datetime | None:
@@ -68,6 +72,7 @@ def incident_summary(
                 }
             )
     delivered = [a for a in acks if a["kind"] == "delivered"]
+    sent = Counter(a.get("idempotency_key") for a in acks if a["kind"] == "sent")
     timeline = state.get("timeline", [])
     quorum_at = next((e["at"] for e in timeline if "quorum met" in e.get("what", "")), None)
     on_scene_at = next((e["at"] for e in timeline if e.get("state") == "on_scene"), None)
@@ -91,7 +96,17 @@ def incident_summary(
             }
             for d in decisions
         ],
+        "decisions": [
+            [
+                d["stage"],
+                (d.get("zone") or {}).get("id"),
+                sorted(r["id"] for r in d.get("recipients", [])),
+            ]
+            for d in decisions
+        ],
         "answers": answers,
+        "pages_sent": len(sent),
+        "pages_repeated": sum(1 for n in sent.values() if n > 1),
         "quorum_met": bool((state.get("quorum") or {}).get("met")) and quorum_at is not None,
         "latency_s": {
             "raise_to_decision": _since(raised, (first or {}).get("decided_at")),
@@ -134,16 +149,27 @@ def summarise(
     share = within / len(incidents) if incidents else None
     return {
         "incidents": incidents,
+        "decisions_fingerprint": fingerprint(incidents),
         "stages": stages,
         "nfpa_1225": {
             "target": f"{NFPA_1225_SHARE:.0%} of alarms processed within {NFPA_1225_S:.0f} s",
             "processed_within_60s": share,
             "met": share is not None and share >= NFPA_1225_SHARE,
         },
+        "pages_sent": sum(i["pages_sent"] for i in incidents),
+        "pages_repeated": sum(i["pages_repeated"] for i in incidents),
         "quorum_met_share": (
             sum(1 for i in incidents if i["quorum_met"]) / len(incidents) if incidents else None
         ),
     }
+
+
+def fingerprint(incidents: list[dict[str, Any]]) -> str:
+    """A short hash of every decision (stage, zone, who was called), by the incidents'
+    order and not their random ids: two runs of one scenario decided alike when their
+    fingerprints match."""
+    text = json.dumps([i["decisions"] for i in incidents], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _s(v: float | None) -> str:
@@ -182,6 +208,10 @@ def render(summary: dict[str, Any]) -> str:
         f"{'met' if nfpa['met'] else 'NOT met'}; quorum met for "
         f"{'-' if quorum is None else f'{quorum:.0%}'} of incidents"
     )
+    lines.append(
+        f"pages sent {summary['pages_sent']} (each a call-out's own key), reported sent twice "
+        f"{summary['pages_repeated']}; decisions fingerprint: {summary['decisions_fingerprint']}"
+    )
     return "\n".join(lines)
 
 
@@ -193,6 +223,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = summary["incidents"]
+    if len(rows) > MAX_BARS:
+        return _plot_many(rows, path, plt)
     labels = [f"{i['priority']} {i['type']} {i['id'][-6:]}" for i in rows]
     values = [i["latency_s"]["raise_to_quorum"] for i in rows]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(3, len(rows)) + 1.2), dpi=110)
@@ -210,6 +242,26 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("seconds from raise to ack quorum (zone team + linked units)")
     ax.set_title("Raise -> quorum per incident")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_many(rows: list[dict[str, Any]], path: Path, plt: Any) -> None:
+    """Raise -> quorum of many incidents: the share met within t, by priority."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for prio in sorted({i["priority"] for i in rows}):
+        of = [i for i in rows if i["priority"] == prio]
+        met = sorted(v for i in of if (v := i["latency_s"]["raise_to_quorum"]) is not None)
+        xs = [0.0, *met]
+        ys = [0.0, *(100 * (k + 1) / len(of) for k in range(len(met)))]
+        ax.step(xs, ys, where="post", label=f"{prio}: {len(met)}/{len(of)} met")
+    ax.axvline(NFPA_1225_S, color="#555", linestyle="--", linewidth=1)
+    ax.set_xlabel("seconds from raise to ack quorum")
+    ax.set_ylabel("% of incidents with quorum")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Raise -> quorum, {len(rows)} incidents")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

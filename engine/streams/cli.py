@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from engine import clock as engine_clock
 from engine.config import DEFAULT_REGISTRY, load_settings
 from engine.models import COMMAND_ACTIONS, Command
 
@@ -64,7 +64,7 @@ def cmd_incident(args: argparse.Namespace) -> int:
         "incident_id": args.incident_id,
         "area": args.area or settings.default_area,
         "actor": args.who,
-        "at": datetime.now(UTC),
+        "at": engine_clock.now(),
         "reason": args.why,
         "zone_id": args.zone,
         "priority": args.priority,

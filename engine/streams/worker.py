@@ -31,7 +31,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -39,6 +39,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
+from engine import clock as engine_clock
 from engine.config import Settings
 from engine.kafka.connection import consumer_kwargs
 from engine.metrics import WorkerMetrics, incident_labels, stage_label
@@ -70,7 +71,7 @@ class Worker:
         settings: Settings,
         sources: Sources,
         metrics: WorkerMetrics | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = engine_clock.now,
     ) -> None:
         """Registry and plan are loaded (and validated) before anything connects: a bad
         file stops the worker before it consumes a record."""

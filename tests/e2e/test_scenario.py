@@ -1,5 +1,5 @@
 """`engine scenario run` end to end on the real broker: a short night fire whose nearest
-zone team stays silent. The summary's facts are checked, not only the exit code: the
+zone team stays silent, with the gateway's serial cable pulled for 2 s. The summary's facts are checked, not only the exit code: the
 zone chosen first, the escalation to the next zone, who accepted, the quorum."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ incidents:
      address: 塘厦镇林村新围路12号}
 actions:
   - {at_s: 1, command: note, incident: fire, reason: 三楼冒烟}
+  - {at_s: 3, fault: unplug_radio, for_s: 2}
 settle_s: 60
 """
 
@@ -45,6 +46,7 @@ def test_a_silent_zone_is_escalated_past_and_the_summary_says_so(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "operator note fire: 200 note added" in done.stdout
     assert "fire: escalated (stage 1" in done.stdout
+    assert "the serial cable is back" in done.stdout
     summary = json.loads(out.read_text())
     [fire] = summary["incidents"]
     assert fire["name"] == "fire" and fire["zone"] == "KZ118"  # nearest, 478 m
@@ -54,5 +56,6 @@ def test_a_silent_zone_is_escalated_past_and_the_summary_says_so(
     accepted = {g for a in fire["answers"] if a["kind"] == "accept" for g in a["groups"]}
     assert "KZ118" not in accepted and stage1["zone"] in accepted
     assert fire["quorum_met"] is True and summary["quorum_met_share"] == 1.0
+    assert fire["pages_sent"] >= 20 and summary["pages_repeated"] == 0
     assert summary["nfpa_1225"]["met"] is True
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
