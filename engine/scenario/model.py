@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from engine.broadcast.model import BroadcastIn
 from engine.errors import ConfigError
 from engine.geo.areas import Area
 from engine.models import COMMAND_ACTIONS, IncidentType, Location, Priority
@@ -82,26 +83,6 @@ class Burst(_Strict):
         return self
 
 
-class Near(_Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-
-
-class Broadcast(_Strict):
-    """A notice to many (``POST /v1/broadcasts``)."""
-
-    text: str = Field(min_length=1, max_length=500)
-    text_en: str | None = Field(default=None, max_length=500)
-    to: list[Literal["publicity", "watch_groups", "observers", "key_zones", "units"]] = Field(
-        min_length=1, max_length=5
-    )
-    area: str | None = Field(default=None, max_length=64)
-    near: Near | None = None
-    radius_m: float | None = Field(default=None, gt=0, le=50_000)
-    priority: Literal["info", "warning", "urgent"] = "info"
-    expires_in_s: int | None = Field(default=None, gt=0, le=7 * 86400)
-
-
 class ScenarioAction(_Strict):
     at_s: float = Field(ge=0)
     command: str | None = None
@@ -116,7 +97,8 @@ class ScenarioAction(_Strict):
     unit: str | None = Field(default=None, max_length=64)
     """a unit going off or on duty (with ``available`` and ``reason``), as an admin would"""
     available: bool | None = None
-    broadcast: Broadcast | None = None
+    broadcast: BroadcastIn | None = None
+    """a notice to many, as ``POST /v1/broadcasts`` takes it"""
 
     @model_validator(mode="after")
     def _one_thing(self) -> ScenarioAction:

@@ -148,6 +148,7 @@ class Run:
             self.env["ENGINE_CLOCK_OFFSET_S"] = f"{clock.offset_to(scenario.starts_at):.3f}"
         self.incidents = all_incidents(scenario, load_area(DEFAULT_REGISTRY / "area.geojson"))
         self.ids: dict[str, str] = {}
+        self.broadcasts: list[str] = []
         self.t0 = 0.0
         self.url = ""
         self.token = ""
@@ -249,10 +250,13 @@ class Run:
             duty = "on duty" if a.available else "off duty"
             return self._line(f"unit {a.unit} {duty}: {r.status_code} {_detail(r)}")
         if a.broadcast is not None:
-            r = client.post("/v1/broadcasts", json=a.broadcast.model_dump(exclude_none=True))
+            r = client.post(
+                "/v1/broadcasts", json=a.broadcast.model_dump(mode="json", exclude_none=True)
+            )
             if r.status_code != 202:
                 return self._line(f"broadcast refused: {r.status_code} {_detail(r)}")
             b = r.json()
+            self.broadcasts.append(str(b.get("broadcast_id")))
             return self._line(f"broadcast {b.get('broadcast_id')} to {', '.join(a.broadcast.to)}: "
                               f"{b.get('recipients')} people, {b.get('poc_groups')} PoC group "
                               f"calls, {b.get('sms')} SMS")  # fmt: skip
@@ -325,7 +329,21 @@ class Run:
         names = {v: k for k, v in self.ids.items()}
         for i in result["incidents"]:
             i["name"] = names.get(i["id"])
-        return {"scenario": self.scenario.name, **result}
+        return {"scenario": self.scenario.name, **result, "broadcasts": self._broadcasts()}
+
+    def _broadcasts(self) -> list[dict[str, Any]]:
+        """Each broadcast's progress as the run ends (from the API)."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        out = []
+        with httpx.Client(base_url=self.url, headers=headers, timeout=30) as client:
+            for bid in self.broadcasts:
+                r = client.get(f"/v1/broadcasts/{bid}")
+                if r.status_code == 200:
+                    p = r.json()
+                    out.append({k: p.get(k) for k in ("broadcast_id", "state", "to", "recipients",
+                                "messages", "poc_groups", "sent", "delivered", "failed",
+                                "left", "replies", "eta_s")})  # fmt: skip
+        return out
 
     def delete_topics(self) -> None:
         from aiokafka.admin import AIOKafkaAdminClient

@@ -208,6 +208,13 @@ def render(summary: dict[str, Any]) -> str:
         f"{'met' if nfpa['met'] else 'NOT met'}; quorum met for "
         f"{'-' if quorum is None else f'{quorum:.0%}'} of incidents"
     )
+    for b in summary.get("broadcasts", []):
+        lines.append(
+            f"broadcast {b['broadcast_id']} to {', '.join(b['to'] or [])}: {b['state']}; "
+            f"{b['recipients']} people, {b['messages']} messages ({b['poc_groups']} PoC group "
+            f"calls): sent {b['sent']}, delivered {b['delivered']}, failed {b['failed']}, "
+            f"left {b['left']} (about {b['eta_s']:.0f} s), replies {b['replies']}"
+        )
     lines.append(
         f"pages sent {summary['pages_sent']} (each a call-out's own key), reported sent twice "
         f"{summary['pages_repeated']}; decisions fingerprint: {summary['decisions_fingerprint']}"

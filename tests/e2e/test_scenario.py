@@ -1,6 +1,7 @@
 """`engine scenario run` end to end on the real broker: a short night fire whose nearest
-zone team stays silent, with the gateway's serial cable pulled for 2 s. The summary's facts are checked, not only the exit code: the
-zone chosen first, the escalation to the next zone, who accepted, the quorum."""
+zone team stays silent, with the gateway's serial cable pulled for 2 s. The summary's
+facts are checked, not only the exit code: the zone chosen first, the escalation to the
+next zone, who accepted, the quorum, nothing reported sent twice."""
 
 from __future__ import annotations
 
@@ -56,6 +57,6 @@ def test_a_silent_zone_is_escalated_past_and_the_summary_says_so(
     accepted = {g for a in fire["answers"] if a["kind"] == "accept" for g in a["groups"]}
     assert "KZ118" not in accepted and stage1["zone"] in accepted
     assert fire["quorum_met"] is True and summary["quorum_met_share"] == 1.0
-    assert fire["pages_sent"] >= 20 and summary["pages_repeated"] == 0
+    assert fire["pages_sent"] >= 11 and summary["pages_repeated"] == 0  # two stages paged
     assert summary["nfpa_1225"]["met"] is True
     assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
