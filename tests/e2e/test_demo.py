@@ -74,5 +74,5 @@ def test_make_demo_once_plays_the_default_scenario_and_leaves_nothing_running(
         "the default scenario decided differently from the recorded run: "
         + json.dumps([i["decisions"] for i in summary["incidents"]], ensure_ascii=False)
     )
-    left = processes_mentioning(str(tmp_path), env["ENGINE_KAFKA_BOOTSTRAP"])
+    left = processes_mentioning(str(tmp_path), f"ENGINE_API_PORT={env['ENGINE_API_PORT']}\0")
     assert left == set(), f"processes left running: {left}"
