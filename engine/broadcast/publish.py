@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.broadcast.model import Cancel
@@ -14,7 +14,7 @@ from engine.broadcast.progress import BroadcastBook
 from engine.broker.secure import BROADCAST_TXN_PREFIX
 from engine.config import Settings
 from engine.errors import KafkaUnavailable
-from engine.kafka.connection import consumer_kwargs, partitions_of, transactional_producer_kwargs
+from engine.kafka.connection import consumer_kwargs, partitions_of
 from engine.kafka.produce import producer
 
 
@@ -27,31 +27,23 @@ async def write_broadcast(settings: Settings, planned: PlannedBroadcast) -> None
     get equal shares whatever the keys hash to."""
     bid = planned.notice.broadcast_id
     txn = f"{settings.topic_prefix}{BROADCAST_TXN_PREFIX}{bid}"
-    p = AIOKafkaProducer(**transactional_producer_kwargs(settings, txn))
-    try:
-        await p.start()
-    except (KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await p.stop()
-        raise KafkaUnavailable(f"no Kafka answers at {settings.kafka_bootstrap}: {exc}") from exc
-    try:
-        async with p.transaction():
-            await p.send(
-                settings.topic("broadcasts"), planned.notice.to_json_bytes(), key=bid.encode()
-            )
-            topic = settings.topic("broadcast-messages")
-            parts = sorted(await p.partitions_for(topic))
-            for i, m in enumerate(planned.messages):
+    async with producer(settings, txn) as p:
+        try:
+            async with p.transaction():
                 await p.send(
-                    topic,
-                    m.to_json_bytes(),
-                    key=m.idempotency_key.encode(),
-                    partition=parts[i % len(parts)],
+                    settings.topic("broadcasts"), planned.notice.to_json_bytes(), key=bid.encode()
                 )
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"writing broadcast {bid} failed: {exc!r}") from exc
-    finally:
-        await p.stop()
+                topic = settings.topic("broadcast-messages")
+                parts = sorted(await p.partitions_for(topic))
+                for i, m in enumerate(planned.messages):
+                    await p.send(
+                        topic,
+                        m.to_json_bytes(),
+                        key=m.idempotency_key.encode(),
+                        partition=parts[i % len(parts)],
+                    )
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"writing broadcast {bid} failed: {exc!r}") from exc
 
 
 async def write_cancel(settings: Settings, cancel: Cancel) -> None:

@@ -11,15 +11,23 @@ from aiokafka.structs import RecordMetadata
 
 from engine.config import Settings
 from engine.errors import KafkaUnavailable
-from engine.kafka.connection import producer_kwargs
+from engine.kafka.connection import producer_kwargs, transactional_producer_kwargs
 from engine.models import Incident
 
 __all__ = ["produce_incidents", "producer"]
 
 
 @contextlib.asynccontextmanager
-async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(**producer_kwargs(settings))
+async def producer(
+    settings: Settings, transactional_id: str | None = None
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (transactional with ``transactional_id``), stopped after."""
+    kwargs = (
+        producer_kwargs(settings)
+        if transactional_id is None
+        else transactional_producer_kwargs(settings, transactional_id)
+    )
+    p = AIOKafkaProducer(**kwargs)
     try:
         await p.start()
     except (KafkaError, OSError) as exc:
